@@ -1,0 +1,61 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "SecureExec",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SecureExec", targets: ["SecureExec"]),
+        .executable(name: "secure-exec-init", targets: ["secure-exec-init"]),
+        .executable(name: "dev-server-example", targets: ["DevServerExample"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // Only the syscalls Swift cannot make safely: clone3 + exec, setns, SCM_RIGHTS, pidfd.
+        .target(
+            name: "CNamespaces",
+            path: "Sources/CNamespaces"
+        ),
+        // PID 1 of every sandbox. A small, single-threaded C program.
+        .executableTarget(
+            name: "secure-exec-init",
+            dependencies: ["CNamespaces"],
+            path: "Sources/secure-exec-init",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"])],
+            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
+        ),
+        .target(
+            name: "Supervisor",
+            dependencies: [
+                "CNamespaces",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/Supervisor"
+        ),
+        .target(
+            name: "SecureExec",
+            dependencies: [
+                "Supervisor",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/SecureExec"
+        ),
+        .executableTarget(
+            name: "DevServerExample",
+            dependencies: ["SecureExec"],
+            path: "Examples/DevServer"
+        ),
+        .testTarget(
+            name: "SecureExecTests",
+            dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
+            path: "Tests/SecureExecTests"
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

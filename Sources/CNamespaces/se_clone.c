@@ -1,0 +1,213 @@
+#define _GNU_SOURCE
+#include "se_clone.h"
+#include "se_protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+
+/* Async-signal-safe: reports (step, errno) to the parent and ends the child. */
+static void child_fail(int error_fd, int step) {
+    int report[2] = {step, errno};
+    ssize_t ignored = write(error_fd, report, sizeof report);
+    (void)ignored;
+    syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
+}
+
+/*
+ * The child's whole life before exec. Runs in a copy of a multithreaded
+ * process: only raw syscalls here, no malloc, no locks, no libc wrappers
+ * that touch glibc's thread list (setresuid & co. would broadcast to threads
+ * that do not exist in this process, hence SYS_ calls).
+ */
+static void child_main(int init_fd, int control_fd, int null_fd, int sync_rd, int error_wr) {
+    char released;
+    ssize_t got;
+    do {
+        got = read(sync_rd, &released, 1);
+    } while (got < 0 && errno == EINTR);
+    /* EOF without a byte means the parent gave up; so do we. */
+    if (got != 1) child_fail(error_wr, SE_CHILD_STEP_WAIT);
+
+    /* The maps are written: become root of the new user namespace so that
+     * exec keeps the namespace's capabilities for init. */
+    if (syscall(SYS_setresgid, 0, 0, 0) != 0) child_fail(error_wr, SE_CHILD_STEP_SETGID);
+    if (syscall(SYS_setgroups, 0, NULL) != 0) child_fail(error_wr, SE_CHILD_STEP_SETGROUPS);
+    if (syscall(SYS_setresuid, 0, 0, 0) != 0) child_fail(error_wr, SE_CHILD_STEP_SETUID);
+
+    /* Lay out init's descriptors: 0-2 null, 3 control. First lift every
+     * descriptor we still need above the low numbers, so laying out 0-3
+     * cannot overwrite one of them (the host may hold anything at 0-3).
+     * The copies are close-on-exec; the error pipe must survive until exec. */
+    int high = 64;
+    error_wr = fcntl(error_wr, F_DUPFD_CLOEXEC, high);
+    if (error_wr < 0) syscall(SYS_exit_group, 126);
+    init_fd = fcntl(init_fd, F_DUPFD_CLOEXEC, high);
+    if (init_fd < 0) child_fail(error_wr, SE_CHILD_STEP_DUP);
+    control_fd = fcntl(control_fd, F_DUPFD_CLOEXEC, high);
+    if (control_fd < 0) child_fail(error_wr, SE_CHILD_STEP_DUP);
+    null_fd = fcntl(null_fd, F_DUPFD_CLOEXEC, high);
+    if (null_fd < 0) child_fail(error_wr, SE_CHILD_STEP_DUP);
+    if (dup2(control_fd, SE_CONTROL_FD) < 0) child_fail(error_wr, SE_CHILD_STEP_DUP);
+    for (int fd = 0; fd < 3; fd++) {
+        if (dup2(null_fd, fd) < 0) child_fail(error_wr, SE_CHILD_STEP_DUP);
+    }
+    /* Anything the host had open beyond 3 must not reach init: mark it all
+     * close-on-exec (closing would also close init_fd and the error pipe). */
+    if (syscall(SYS_close_range, SE_CONTROL_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        child_fail(error_wr, SE_CHILD_STEP_CLOSE_RANGE);
+
+    static char *const argv[] = {"secure-exec-init", NULL};
+    static char *const envp[] = {NULL};
+    syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+    child_fail(error_wr, SE_CHILD_STEP_EXEC);
+}
+
+int se_clone_sandbox(int init_fd, int control_fd, int null_fd,
+                     pid_t *pid_out, int *pidfd_out, int *sync_fd_out, int *error_fd_out) {
+    int sync_pipe[2], error_pipe[2];
+    if (pipe2(sync_pipe, O_CLOEXEC) != 0) return -1;
+    if (pipe2(error_pipe, O_CLOEXEC) != 0) {
+        int saved = errno;
+        close(sync_pipe[0]);
+        close(sync_pipe[1]);
+        errno = saved;
+        return -1;
+    }
+
+    int pidfd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                 CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) {
+        child_main(init_fd, control_fd, null_fd, sync_pipe[0], error_pipe[1]);
+    }
+    int saved = errno;
+    close(sync_pipe[0]);
+    close(error_pipe[1]);
+    if (pid < 0) {
+        close(sync_pipe[1]);
+        close(error_pipe[0]);
+        errno = saved;
+        return -1;
+    }
+    *pid_out = (pid_t)pid;
+    *pidfd_out = pidfd;
+    *sync_fd_out = sync_pipe[1];
+    *error_fd_out = error_pipe[0];
+    return 0;
+}
+
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t length = strlen(text);
+    ssize_t written = write(fd, text, length);
+    int saved = errno;
+    close(fd);
+    if (written != (ssize_t)length) {
+        errno = written < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
+
+int se_write_id_maps(pid_t pid, unsigned inside, unsigned outside, unsigned count, const char **failed_file) {
+    char path[64], line[64];
+    snprintf(line, sizeof line, "%u %u %u\n", inside, outside, count);
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    if (write_file(path, line) != 0) {
+        *failed_file = "uid_map";
+        return -1;
+    }
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    if (write_file(path, line) != 0) {
+        *failed_file = "gid_map";
+        return -1;
+    }
+    return 0;
+}
+
+int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out) {
+    char go = 1;
+    ssize_t sent;
+    do {
+        sent = write(sync_fd, &go, 1);
+    } while (sent < 0 && errno == EINTR);
+    close(sync_fd);
+
+    int report[2];
+    size_t have = 0;
+    while (have < sizeof report) {
+        ssize_t got = read(error_fd, (char *)report + have, sizeof report - have);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        have += (size_t)got;
+    }
+    close(error_fd);
+    if (have == 0) return 0; /* EOF: exec closed the close-on-exec write end */
+    if (have == sizeof report) {
+        *step_out = report[0];
+        *errno_out = report[1];
+    } else {
+        *step_out = SE_CHILD_STEP_EXEC;
+        *errno_out = EIO;
+    }
+    return -1;
+}
+
+int se_sealed_copy(const char *path) {
+    int source = open(path, O_RDONLY | O_CLOEXEC);
+    if (source < 0) return -1;
+    struct stat info;
+    if (fstat(source, &info) != 0) goto fail_source;
+    int copy = memfd_create("secure-exec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0) goto fail_source;
+    off_t offset = 0;
+    while (offset < info.st_size) {
+        ssize_t moved = sendfile(copy, source, &offset, (size_t)(info.st_size - offset));
+        if (moved < 0 && errno == EINTR) continue;
+        if (moved <= 0) {
+            if (moved == 0) errno = EIO;
+            goto fail_copy;
+        }
+    }
+    /* Sealed so nobody (not even a compromised host thread) can rewrite the
+     * program that becomes every sandbox's PID 1. */
+    if (fchmod(copy, 0555) != 0) goto fail_copy;
+    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) goto fail_copy;
+    close(source);
+    return copy;
+
+fail_copy: {
+        int saved = errno;
+        close(copy);
+        errno = saved;
+    }
+fail_source: {
+        int saved = errno;
+        close(source);
+        errno = saved;
+    }
+    return -1;
+}

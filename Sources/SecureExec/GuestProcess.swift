@@ -1,0 +1,71 @@
+import Supervisor
+
+/// How a guest process ended.
+public enum Termination: Sendable, Hashable, CustomStringConvertible {
+    /// It exited with this code.
+    case exited(Int32)
+    /// A signal ended it (from `kill`, from `dispose`, or its own doing).
+    case signaled(Signal)
+
+    init(_ termination: GuestTermination) {
+        switch termination {
+        case .exited(let code): self = .exited(code)
+        case .signaled(let signal): self = .signaled(.fromKernel(signal))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with code \(code)"
+        case .signaled(let signal): "killed by \(signal)"
+        }
+    }
+}
+
+/// A process running in a sandbox, returned by `NodeRuntime.spawn` as soon
+/// as it has started.
+///
+/// Its stdout and stderr go to the callbacks given to `spawn`, in order, as
+/// chunks of raw bytes. `wait()` returns after the exit and after the last
+/// byte it wrote has been delivered.
+public final class GuestProcess: Sendable {
+    /// The process id as the guest sees it (`process.pid` inside the sandbox).
+    public let pid: Int32
+    let record: GuestRecord
+    let runtime: NodeRuntime
+
+    init(record: GuestRecord, runtime: NodeRuntime) {
+        self.record = record
+        self.pid = record.pid
+        self.runtime = runtime
+    }
+
+    /// Sends `signal` (SIGTERM by default). Does nothing if it already exited.
+    public func kill(_ signal: Signal = .terminate) {
+        runtime.sandbox.signal(record, signal.rawValue)
+    }
+
+    /// Waits until the process has ended and all its output was delivered.
+    @discardableResult
+    public func wait() async -> Termination {
+        Termination(await record.wait())
+    }
+
+    /// How it ended, or nil while it runs.
+    public var termination: Termination? { record.termination.map(Termination.init) }
+
+    /// The exit code, or nil while it runs or when a signal ended it.
+    public var exitCode: Int32? {
+        if case .exited(let code)? = termination { return code }
+        return nil
+    }
+
+    /// Writes bytes to the process's stdin (blocks while the pipe is full).
+    public func writeStdin(_ bytes: [UInt8]) throws(SecureExecError) { try record.writeStdin(bytes) }
+
+    /// Writes UTF-8 text to the process's stdin.
+    public func writeStdin(_ text: String) throws(SecureExecError) { try record.writeStdin(Array(text.utf8)) }
+
+    /// Closes stdin: the guest reads end-of-file.
+    public func closeStdin() { record.closeStdin() }
+}

@@ -1,0 +1,227 @@
+import Logging
+import Supervisor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public typealias SecureExecError = Supervisor.SecureExecError
+
+/// Which loopback address a guest listener must accept connections on.
+public enum ListenerHost: Sendable, Hashable {
+    /// 127.0.0.1 (a server bound to 0.0.0.0 or a dual-stack :: counts).
+    case ipv4Loopback
+    /// ::1 (a server bound to :: counts).
+    case ipv6Loopback
+    /// Any address.
+    case any
+}
+
+/// A sandbox for untrusted Node.js code: real `node` processes in fresh
+/// user, network, mount, pid, ipc, uts and cgroup namespaces, with only a
+/// loopback interface and a minimal read-only root.
+///
+/// Create one with `create(...)` (or use `withNodeRuntime`), `spawn` guests in
+/// it, reach their servers with `waitForListener` and `fetch`, and always end
+/// it with `dispose()`: Swift has no async deinit, so an undisposed runtime
+/// keeps its sandbox until the process exits (then the kernel ends it).
+/// Every process in one runtime shares its loopback, filesystem and process
+/// table, like processes on one machine.
+public final class NodeRuntime: Sendable {
+    let sandbox: Sandbox
+    /// The permissions this runtime was created with.
+    public let permissions: Permissions
+    /// The limits this runtime was created with.
+    public let limits: Limits
+
+    private init(sandbox: Sandbox, permissions: Permissions, limits: Limits) {
+        self.sandbox = sandbox
+        self.permissions = permissions
+        self.limits = limits
+    }
+
+    /// Builds a new sandbox and returns once it is ready to spawn guests.
+    ///
+    /// - Parameters:
+    ///   - permissions: merged over the defaults (everything denied).
+    ///   - limits: sizes and grace periods.
+    ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH).
+    ///   - logger: where SecureExec logs (it never bootstraps logging itself).
+    /// - Throws: `.unsupportedHost` (not root, node or init missing), `.sandboxSetupFailed`
+    ///   naming the step and errno, `.invalidArgument` for bad limits.
+    public static func create(
+        permissions: Permissions = Permissions(), limits: Limits = Limits(), node: String? = nil,
+        logger: Logger = Logger(label: "secure-exec")
+    ) async throws(SecureExecError) -> NodeRuntime {
+        guard limits.workspaceBytes >= 1 << 20, limits.tmpBytes >= 1 << 20 else {
+            throw SecureExecError(.invalidArgument, "workspace and /tmp must be at least 1 MiB", step: "limits")
+        }
+        guard limits.terminationGrace >= .zero else {
+            throw SecureExecError(.invalidArgument, "terminationGrace must not be negative", step: "limits")
+        }
+        var configuration = SandboxConfiguration()
+        configuration.networkAllowed = permissions.network == .allow
+        configuration.childProcessAllowed = permissions.childProcess == .allow
+        configuration.workspaceBytes = UInt64(limits.workspaceBytes)
+        configuration.tmpBytes = UInt64(limits.tmpBytes)
+        configuration.terminationGrace = limits.terminationGrace
+        configuration.node = node
+        configuration.logger = logger
+        let sandbox = try await Sandbox.create(configuration)
+        return NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
+    }
+
+    /// Starts `code` as a new `node` process and returns as soon as it runs.
+    ///
+    /// The code is written to a file in the workspace and run by `node`;
+    /// ES-module code (`import`) and CommonJS code (`require`) both work
+    /// unchanged. The guest's environment is `environment` over a few safe
+    /// defaults (PATH, HOME=/workspace, TMPDIR=/tmp): nothing of the host's.
+    /// `onStdout`/`onStderr` get raw byte chunks in order as they are written.
+    public func spawn(
+        _ code: String, arguments: [String] = [], environment: [String: String] = [:],
+        onStdout: (@Sendable ([UInt8]) -> Void)? = nil, onStderr: (@Sendable ([UInt8]) -> Void)? = nil
+    ) async throws(SecureExecError) -> GuestProcess {
+        for (key, value) in environment {
+            guard !key.isEmpty, !key.contains("="), !key.contains("\0"), !value.contains("\0") else {
+                throw SecureExecError(.invalidArgument, "environment variable \(key.debugDescription) is not valid", step: "spawn")
+            }
+        }
+        for argument in arguments where argument.contains("\0") {
+            throw SecureExecError(.invalidArgument, "argument \(argument.debugDescription) contains NUL", step: "spawn")
+        }
+        var request = SpawnRequest()
+        request.code = code
+        request.arguments = arguments
+        request.environment = environment
+        request.onStdout = onStdout
+        request.onStderr = onStderr
+        let record = try await sandbox.spawn(request)
+        return GuestProcess(record: record, runtime: self)
+    }
+
+    /// Returns once a socket listens on `port` in the sandbox.
+    ///
+    /// The kernel's socket table is read; nothing connects, so the guest sees
+    /// no probe. Fails at once with `.processExited` (carrying the exit and
+    /// the tail of its stderr) when `process` has exited, or, with no
+    /// `process` given, when no guest is left running; `.listenerTimeout`
+    /// after `timeout`.
+    public func waitForListener(
+        port: Int, host: ListenerHost = .any, timeout: Duration = .seconds(10), process: GuestProcess? = nil
+    ) async throws(SecureExecError) {
+        try Self.validate(port: port)
+        try Self.validate(timeout: timeout, name: "timeout")
+        let address: ListenerAddress =
+            switch host {
+            case .ipv4Loopback: .ipv4Loopback
+            case .ipv6Loopback: .ipv6Loopback
+            case .any: .any
+            }
+        let probe = sandbox.probe
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start.advanced(by: timeout)
+        while true {
+            if probe.isListening(port: port, address: address) { return }
+            if sandbox.isDisposed {
+                throw SecureExecError(.disposed, "the runtime was disposed while waiting for port \(port)")
+            }
+            let watched = process?.record ?? (sandbox.hasRunningGuest ? nil : sandbox.lastGuest)
+            if let watched, let ended = watched.termination {
+                let tail = String(decoding: watched.stderrTail, as: UTF8.self)
+                throw SecureExecError(
+                    .processExited,
+                    "the guest \(Termination(ended)) before listening on port \(port)"
+                        + (tail.isEmpty ? "" : "; its stderr ended with:\n\(tail)"),
+                    step: "wait for listener")
+            }
+            if clock.now >= deadline {
+                throw SecureExecError(
+                    .listenerTimeout, "nothing listened on port \(port) in the sandbox within \(timeout)",
+                    step: "wait for listener")
+            }
+            // Poll fast at first (servers usually listen within a few ms), then back off.
+            let interval: Duration = clock.now - start < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5)
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                throw SecureExecError(.cancelled, "waiting for port \(port) was cancelled", step: "wait for listener")
+            }
+        }
+    }
+
+    /// Sends one HTTP/1.1 request to a guest server on `port` through the
+    /// kernel (no host port is bound) and returns the whole response.
+    ///
+    /// The connection goes to 127.0.0.1 first and [::1] if that is refused.
+    /// Method, path and headers are validated before anything is sent.
+    /// - Throws: `.invalidArgument`, `.connectionFailed`, `.timeout`,
+    ///   `.protocolError`, `.responseTooLarge` (past `maxBodyBytes`), `.cancelled`.
+    public func fetch(
+        _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
+        timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
+    ) async throws(SecureExecError) -> FetchResponse {
+        try Self.validate(port: port)
+        try Self.validate(timeout: timeout, name: "timeout")
+        guard maxBodyBytes >= 0 else {
+            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative", step: "fetch")
+        }
+        let request = HTTPRequestSpec(
+            method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: body)
+        try request.validate()
+        guard !sandbox.isDisposed else { throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch") }
+
+        let parts = try await sandbox.fetch(port: port, request: request, timeout: timeout, maxBodyBytes: maxBodyBytes)
+        return FetchResponse(
+            status: parts.status, reason: parts.reason, headers: parts.headers.map { HTTPHeader($0.0, $0.1) },
+            body: parts.body)
+    }
+
+    /// Sends a UTF-8 text body; see `fetch(_:path:method:headers:body:timeout:maxBodyBytes:)`.
+    public func fetch(
+        _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], body: String,
+        timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
+    ) async throws(SecureExecError) -> FetchResponse {
+        try await fetch(
+            port, path: path, method: method, headers: headers, body: Array(body.utf8), timeout: timeout,
+            maxBodyBytes: maxBodyBytes)
+    }
+
+    /// Ends every guest (SIGTERM, then SIGKILL after `limits.terminationGrace`)
+    /// and the sandbox, and releases everything it held. Idempotent; safe to
+    /// call from several tasks at once.
+    public func dispose() async {
+        await sandbox.dispose()
+    }
+
+    static func validate(port: Int) throws(SecureExecError) {
+        guard (1...65535).contains(port) else {
+            throw SecureExecError(.invalidArgument, "port \(port) is out of range (1-65535)", step: "validate port")
+        }
+    }
+
+    static func validate(timeout: Duration, name: String) throws(SecureExecError) {
+        guard timeout > .zero else {
+            throw SecureExecError(.invalidArgument, "\(name) must be positive, got \(timeout)", step: "validate \(name)")
+        }
+    }
+}
+
+/// Creates a runtime, runs `body` with it and disposes it afterwards, whether
+/// `body` returns, throws or is cancelled.
+public func withNodeRuntime<Result: Sendable>(
+    permissions: Permissions = Permissions(), limits: Limits = Limits(), node: String? = nil,
+    logger: Logger = Logger(label: "secure-exec"),
+    _ body: (NodeRuntime) async throws -> Result
+) async throws -> Result {
+    let runtime = try await NodeRuntime.create(permissions: permissions, limits: limits, node: node, logger: logger)
+    do {
+        let result = try await body(runtime)
+        await runtime.dispose()
+        return result
+    } catch {
+        await runtime.dispose()
+        throw error
+    }
+}

@@ -1,0 +1,164 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a guest process ended, from its raw wait status.
+package enum GuestTermination: Sendable, Equatable {
+    case exited(code: Int32)
+    case signaled(signal: Int32)
+
+    init(waitStatus status: Int32) {
+        if status & 0x7f == 0 {
+            self = .exited(code: (status >> 8) & 0xff)
+        } else {
+            self = .signaled(signal: status & 0x7f)
+        }
+    }
+}
+
+/// The supervisor's book on one guest process: its pid, stdin, output
+/// streams and how it ended.
+///
+/// `wait()` resolves once the exit is known and both output pipes reached
+/// EOF, so every byte the guest wrote has been handed to the callbacks first.
+/// If a descendant keeps a pipe open after the guest exits, `wait()` resolves
+/// anyway after `drainGrace`; the pipe keeps being read until it closes.
+package final class GuestRecord: Sendable {
+    package static let drainGrace: Duration = .seconds(2)
+    private static let stderrTailLimit = 4096
+
+    private struct State {
+        var pid: Int32 = 0
+        var termination: GuestTermination?
+        var openStreams = 2
+        var drainExpired = false
+        var stdin: Int32 = -1
+        var stderrTail: [UInt8] = []
+        var waiters: [CheckedContinuation<GuestTermination, Never>] = []
+        var pumps: [StdioPump] = []
+    }
+
+    private let state = Mutex(State())
+    let queue: DispatchQueue
+
+    init(queue: DispatchQueue) { self.queue = queue }
+
+    package var pid: Int32 { state.withLock { $0.pid } }
+    package var termination: GuestTermination? { state.withLock { $0.termination } }
+    package var isRunning: Bool { state.withLock { $0.termination == nil } }
+
+    /// The last few KiB the guest wrote to stderr (for error reports).
+    package var stderrTail: [UInt8] { state.withLock { $0.stderrTail } }
+
+    func attach(stdin: Int32, stdout: Int32, stderr: Int32,
+                onStdout: (@Sendable ([UInt8]) -> Void)?, onStderr: (@Sendable ([UInt8]) -> Void)?)
+    {
+        let stdoutPump = StdioPump(
+            fd: stdout, queue: queue, onChunk: { chunk in onStdout?(chunk) },
+            onEnd: { [weak self] in self?.streamEnded() })
+        let stderrPump = StdioPump(
+            fd: stderr, queue: queue,
+            onChunk: { [weak self] chunk in
+                self?.remember(stderr: chunk)
+                onStderr?(chunk)
+            },
+            onEnd: { [weak self] in self?.streamEnded() })
+        state.withLock {
+            $0.stdin = stdin
+            $0.pumps = [stdoutPump, stderrPump]
+        }
+    }
+
+    func started(pid: Int32) { state.withLock { $0.pid = pid } }
+
+    /// Records the exit; resolves waiters now or once the pipes drain.
+    func ended(_ termination: GuestTermination) {
+        let stdin: Int32 = state.withLock { state in
+            guard state.termination == nil else { return -1 }
+            state.termination = termination
+            let fd = state.stdin
+            state.stdin = -1
+            return fd
+        }
+        SystemCall.close(stdin)
+        queue.asyncAfter(deadline: .now() + .seconds(Int(Self.drainGrace.components.seconds))) { [weak self] in
+            self?.state.withLock { $0.drainExpired = true }
+            self?.resolveIfDone()
+        }
+        resolveIfDone()
+    }
+
+    /// Stops reading output (used when a spawn failed before the guest existed).
+    func abandon() {
+        let (pumps, stdin) = state.withLock { state in
+            let result = (state.pumps, state.stdin)
+            state.stdin = -1
+            return result
+        }
+        SystemCall.close(stdin)
+        pumps.forEach { $0.cancel() }
+    }
+
+    package func wait() async -> GuestTermination {
+        await withCheckedContinuation { continuation in
+            let ready: GuestTermination? = state.withLock { state in
+                if let termination = state.termination, state.openStreams == 0 || state.drainExpired {
+                    return termination
+                }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// Writes to the guest's stdin (blocking until the pipe takes it all).
+    package func writeStdin(_ bytes: [UInt8]) throws(SecureExecError) {
+        let fd = state.withLock { $0.stdin }
+        guard fd >= 0 else {
+            throw SecureExecError(.invalidArgument, "stdin of this process is closed", step: "write stdin")
+        }
+        try SystemCall.writeAll(fd, bytes, step: "write stdin")
+    }
+
+    package func closeStdin() {
+        let fd: Int32 = state.withLock { state in
+            let fd = state.stdin
+            state.stdin = -1
+            return fd
+        }
+        SystemCall.close(fd)
+    }
+
+    private func remember(stderr chunk: [UInt8]) {
+        state.withLock { state in
+            state.stderrTail += chunk
+            if state.stderrTail.count > Self.stderrTailLimit {
+                state.stderrTail.removeFirst(state.stderrTail.count - Self.stderrTailLimit)
+            }
+        }
+    }
+
+    private func streamEnded() {
+        state.withLock { $0.openStreams -= 1 }
+        resolveIfDone()
+    }
+
+    private func resolveIfDone() {
+        let (termination, waiters): (GuestTermination?, [CheckedContinuation<GuestTermination, Never>]) =
+            state.withLock { state in
+                guard let termination = state.termination, state.openStreams == 0 || state.drainExpired else {
+                    return (nil, [])
+                }
+                let waiters = state.waiters
+                state.waiters = []
+                if state.openStreams == 0 { state.pumps = [] }
+                return (termination, waiters)
+            }
+        guard let termination else { return }
+        waiters.forEach { $0.resume(returning: termination) }
+    }
+}

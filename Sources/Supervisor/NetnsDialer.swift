@@ -1,0 +1,99 @@
+import CNamespaces
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Opens TCP connections to a guest's loopback from the host, through the
+/// kernel, without binding any host port.
+///
+/// The socket is made inside the sandbox's network namespace by a pthread that
+/// exists only for that call (see `se_netns_connect`); no Swift or Dispatch
+/// thread ever changes namespace. The socket stays in the sandbox's namespace
+/// for life, so the rest of the host uses it like any other socket.
+package struct NetnsDialer: Sendable {
+    let netnsFD: Int32
+
+    /// Connects to `host` (an IPv4 or IPv6 literal) and `port` in the sandbox.
+    /// Returns a connected, non-blocking, close-on-exec socket the caller owns.
+    package func connect(host: String, port: Int, timeout: Duration) async throws(SecureExecError) -> Int32 {
+        var storage = sockaddr_storage()
+        let length: socklen_t
+        if host.contains(":") {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else {
+                throw SecureExecError(.invalidArgument, "\(host) is not an IPv6 address", step: "dial")
+            }
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in6.self) }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+                throw SecureExecError(.invalidArgument, "\(host) is not an IPv4 address", step: "dial")
+            }
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in.self) }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+
+        var inProgress: Int32 = 0
+        var step: UnsafePointer<CChar>? = nil
+        let fd = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                se_netns_connect(netnsFD, $0, length, &inProgress, &step)
+            }
+        }
+        if fd < 0 {
+            let error = errno
+            let where_ = step.map { String(cString: $0) } ?? "connect"
+            let code: SecureExecError.Code = where_ == "connect" ? .connectionFailed : .ioFailed
+            throw SystemCall.failure(code, "could not connect to \(host):\(port) in the sandbox", step: where_, errno: error)
+        }
+        if inProgress != 0 {
+            do {
+                try await Self.awaitWritable(fd, timeout: timeout)
+            } catch {
+                SystemCall.close(fd)
+                throw error
+            }
+            let error = se_socket_error(fd)
+            if error != 0 {
+                SystemCall.close(fd)
+                throw SystemCall.failure(
+                    .connectionFailed, "could not connect to \(host):\(port) in the sandbox", step: "connect",
+                    errno: error)
+            }
+        }
+        return fd
+    }
+
+    private static func awaitWritable(_ fd: Int32, timeout: Duration) async throws(SecureExecError) {
+        let outcome: Bool = await withCheckedContinuation { continuation in
+            let queue = DispatchQueue(label: "secure-exec.dial")
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            let box = DispatchSourceBox(source: source)
+            let finished = Once()
+            source.setEventHandler {
+                if finished.claim() {
+                    box.cancel()
+                    continuation.resume(returning: true)
+                }
+            }
+            source.resume()
+            let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+            queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) {
+                if finished.claim() {
+                    box.cancel()
+                    continuation.resume(returning: false)
+                }
+            }
+        }
+        if !outcome {
+            throw SecureExecError(.timeout, "connecting to the guest took longer than \(timeout)", step: "connect")
+        }
+    }
+}

@@ -1,0 +1,474 @@
+import CNamespaces
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one sandbox is built with. Validated by the public layer.
+package struct SandboxConfiguration: Sendable {
+    package var networkAllowed = false
+    package var childProcessAllowed = false
+    package var workspaceBytes: UInt64 = 128 << 20
+    package var tmpBytes: UInt64 = 64 << 20
+    package var node: String? = nil
+    package var hostname = "sandbox"
+    package var terminationGrace: Duration = .seconds(1)
+    package var setupTimeout: Duration = .seconds(10)
+    package var logger = Logger(label: "secure-exec")
+
+    package init() {}
+}
+
+/// What to start in a sandbox.
+package struct SpawnRequest: Sendable {
+    /// Code written to a fresh entry file in the workspace, or nil to run `arguments` as they are.
+    package var code: String?
+    package var arguments: [String] = []
+    package var environment: [String: String] = [:]
+    package var workingDirectory = "/workspace"
+    package var onStdout: (@Sendable ([UInt8]) -> Void)?
+    package var onStderr: (@Sendable ([UInt8]) -> Void)?
+
+    package init() {}
+}
+
+/// One sandbox: an init process in fresh namespaces and the guests it runs.
+///
+/// Thread-safe. `dispose()` must be called to end it (it is idempotent); until
+/// then init and its namespaces live. If the host process dies, init sees its
+/// control socket hang up and exits, and the kernel ends every guest with it.
+package final class Sandbox: Sendable {
+    package static let guestUID: UInt32 = 1000
+    package static let nodePath = "/usr/bin/node"
+    package static let workspace = "/workspace"
+
+    /// init's pid on the host.
+    package let initPID: Int32
+    let pidfd: Int32
+    let netnsFD: Int32
+    let lease: UIDRangeLease
+    let queue: DispatchQueue
+    let configuration: SandboxConfiguration
+    private let control: Mutex<ControlChannel?> = Mutex(nil)
+    private let state = Mutex(State())
+
+    private enum Phase { case starting, ready, disposing, disposed }
+
+    private struct State {
+        var phase = Phase.starting
+        var ready: CheckedContinuation<Result<Void, SecureExecError>, Never>?
+        var setupResult: Result<Void, SecureExecError>?
+        var nextRequest: UInt32 = 1
+        var pending: [UInt32: (GuestRecord, CheckedContinuation<Result<Int32, SecureExecError>, Never>)] = [:]
+        var guests: [Int32: GuestRecord] = [:]
+        var lastGuest: GuestRecord?
+        var disposal: Task<Void, Never>?
+        var initGone = false
+    }
+
+    private init(initPID: Int32, pidfd: Int32, netnsFD: Int32, lease: UIDRangeLease, configuration: SandboxConfiguration) {
+        self.initPID = initPID
+        self.pidfd = pidfd
+        self.netnsFD = netnsFD
+        self.lease = lease
+        self.configuration = configuration
+        self.queue = DispatchQueue(label: "secure-exec.sandbox.\(initPID)")
+    }
+
+    package var dialer: NetnsDialer { NetnsDialer(netnsFD: netnsFD) }
+    package var probe: ListenerProbe { ListenerProbe(initPID: initPID) }
+    package var isDisposed: Bool { state.withLock { $0.phase == .disposing || $0.phase == .disposed } }
+
+    // MARK: - Creation
+
+    /// Builds a sandbox and waits until its init reports READY.
+    package static func create(_ configuration: SandboxConfiguration) async throws(SecureExecError) -> Sandbox {
+        guard geteuid() == 0 else {
+            throw SecureExecError(
+                .unsupportedHost,
+                "SecureExec must run as root: each sandbox maps its own range of unprivileged host uids, which only root may write",
+                step: "check privileges")
+        }
+        let assets = try RuntimeAssets.locate(node: configuration.node)
+        let binds = try bindList(node: assets.node)
+        let initFD = try InitImage.descriptor(for: assets.initProgram)
+        let lease = try UIDRangeLease.acquire()
+
+        var pair: [Int32] = [-1, -1]
+        guard se_seqpacket_pair(&pair) == 0 else {
+            lease.release()
+            throw SystemCall.failure(.sandboxSetupFailed, "could not create the control socket", step: "socketpair")
+        }
+        let nullFD = open("/dev/null", O_RDWR | O_CLOEXEC)
+        let rootfsFD = open(assets.skeleton, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer {
+            SystemCall.close(nullFD)
+            SystemCall.close(rootfsFD)
+        }
+        guard nullFD >= 0, rootfsFD >= 0 else {
+            let error = SystemCall.failure(.sandboxSetupFailed, "could not open \(assets.skeleton) or /dev/null", step: "open")
+            pair.forEach(SystemCall.close)
+            lease.release()
+            throw error
+        }
+
+        var pid: pid_t = 0
+        var pidfd: Int32 = -1
+        var syncFD: Int32 = -1
+        var errorFD: Int32 = -1
+        let cloned = se_clone_sandbox(initFD, pair[1], nullFD, &pid, &pidfd, &syncFD, &errorFD)
+        let cloneErrno = errno
+        SystemCall.close(pair[1])
+        guard cloned == 0 else {
+            SystemCall.close(pair[0])
+            lease.release()
+            throw SystemCall.failure(
+                .sandboxSetupFailed, "clone3 into new namespaces failed", step: "clone3", errno: cloneErrno)
+        }
+
+        // Until the child execs, a failure here must end and reap it.
+        func abandonChild(_ error: SecureExecError) -> SecureExecError {
+            _ = se_pidfd_signal(pidfd, SIGKILL)
+            var status: Int32 = 0
+            while se_pidfd_reap(pidfd, &status) == 0 { usleep(1000) }
+            [pidfd, pair[0], syncFD, errorFD].forEach(SystemCall.close)
+            lease.release()
+            return error
+        }
+
+        var failedMap: UnsafePointer<CChar>? = nil
+        if se_write_id_maps(pid, 0, lease.base, UIDRangeLease.rangeSize, &failedMap) != 0 {
+            let name = failedMap.map { String(cString: $0) } ?? "id map"
+            throw abandonChild(SystemCall.failure(.sandboxSetupFailed, "could not write \(name)", step: "write \(name)"))
+        }
+        var childStep: Int32 = 0
+        var childErrno: Int32 = 0
+        let released = se_release_sandbox(syncFD, errorFD, &childStep, &childErrno)
+        syncFD = -1
+        errorFD = -1
+        if released != 0 {
+            throw abandonChild(
+                SystemCall.failure(
+                    .sandboxSetupFailed, "the sandbox's first process failed before exec",
+                    step: childStepName(childStep), errno: childErrno))
+        }
+        let netnsFD = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)
+        if netnsFD < 0 {
+            throw abandonChild(SystemCall.failure(.sandboxSetupFailed, "could not open the sandbox's netns", step: "open netns"))
+        }
+
+        let sandbox = Sandbox(initPID: pid, pidfd: pidfd, netnsFD: netnsFD, lease: lease, configuration: configuration)
+        let channel = ControlChannel(fd: pair[0], queue: sandbox.queue) { [weak sandbox] event in
+            sandbox?.handle(event)
+        }
+        sandbox.control.withLock { $0 = channel }
+
+        var records = [
+            "workspace_bytes=\(configuration.workspaceBytes)",
+            "tmp_bytes=\(configuration.tmpBytes)",
+            "network=\(configuration.networkAllowed ? 1 : 0)",
+            "child_process=\(configuration.childProcessAllowed ? 1 : 0)",
+            "guest_uid=\(guestUID)",
+            "guest_gid=\(guestUID)",
+            "hostname=\(configuration.hostname)",
+        ]
+        for file in binds {
+            records.append("bind_host=\(file.hostPath)")
+            records.append("bind_guest=\(file.guestPath)")
+        }
+        do {
+            try channel.send(SE_REQ_CONFIG, records: records, fds: [rootfsFD])
+            try await sandbox.awaitReady()
+        } catch {
+            await sandbox.dispose()
+            throw error
+        }
+        configuration.logger.debug("sandbox ready", metadata: ["init": "\(pid)", "uid-base": "\(lease.base)"])
+        return sandbox
+    }
+
+    /// node and exactly what its loader needs, each bound read-only.
+    private static func bindList(node: String) throws(SecureExecError) -> [RuntimeFile] {
+        let resolvedNode = (try? FileManager.default.destinationOfSymbolicLink(atPath: node)).map {
+            $0.hasPrefix("/") ? $0 : ((node as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0)
+        } ?? node
+        var files = [RuntimeFile(hostPath: (resolvedNode as NSString).resolvingSymlinksInPath, guestPath: nodePath)]
+        files += try SharedLibraryResolver.runtimeFiles(forExecutable: node)
+        // The guest's loader then searches exactly as the host's does (including
+        // ld.so.conf directories); only the files bound above exist to be found.
+        if FileManager.default.fileExists(atPath: "/etc/ld.so.cache") {
+            files.append(RuntimeFile(hostPath: "/etc/ld.so.cache", guestPath: "/etc/ld.so.cache"))
+        }
+        return files
+    }
+
+    private static func childStepName(_ step: Int32) -> String {
+        switch UInt32(step) {
+        case SE_CHILD_STEP_WAIT.rawValue: return "wait for id maps"
+        case SE_CHILD_STEP_SETGID.rawValue: return "setresgid"
+        case SE_CHILD_STEP_SETUID.rawValue: return "setresuid"
+        case SE_CHILD_STEP_SETGROUPS.rawValue: return "setgroups"
+        case SE_CHILD_STEP_DUP.rawValue: return "dup2"
+        case SE_CHILD_STEP_CLOSE_RANGE.rawValue: return "close_range"
+        default: return "execveat init"
+        }
+    }
+
+    private func awaitReady() async throws(SecureExecError) {
+        let timeout = configuration.setupTimeout
+        queue.asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
+            self?.finishSetup(.failure(SecureExecError(.timeout, "the sandbox did not become ready within \(timeout)", step: "setup")))
+        }
+        let result = await withCheckedContinuation { continuation in
+            let early: Result<Void, SecureExecError>? = state.withLock { state in
+                if let result = state.setupResult { return result }
+                state.ready = continuation
+                return nil
+            }
+            if let early { continuation.resume(returning: early) }
+        }
+        try result.get()
+    }
+
+    private func finishSetup(_ result: Result<Void, SecureExecError>) {
+        let waiter: CheckedContinuation<Result<Void, SecureExecError>, Never>? = state.withLock { state in
+            guard state.setupResult == nil else { return nil }
+            state.setupResult = result
+            if case .success = result, state.phase == .starting { state.phase = .ready }
+            defer { state.ready = nil }
+            return state.ready
+        }
+        waiter?.resume(returning: result)
+    }
+
+    // MARK: - Events from init
+
+    private func handle(_ event: InitEvent) {
+        switch event {
+        case .ready:
+            finishSetup(.success(()))
+        case .setupFailed(let step, let errno):
+            finishSetup(
+                .failure(SystemCall.failure(.sandboxSetupFailed, "building the sandbox failed", step: step, errno: errno)))
+        case .spawned(let request, let pid):
+            let entry = state.withLock { state -> (GuestRecord, CheckedContinuation<Result<Int32, SecureExecError>, Never>)? in
+                guard let entry = state.pending.removeValue(forKey: request) else { return nil }
+                entry.0.started(pid: pid)
+                state.guests[pid] = entry.0
+                state.lastGuest = entry.0
+                return entry
+            }
+            entry?.1.resume(returning: .success(pid))
+        case .spawnFailed(let request, let step, let errno):
+            let entry = state.withLock { $0.pending.removeValue(forKey: request) }
+            entry?.0.abandon()
+            entry?.1.resume(
+                returning: .failure(SystemCall.failure(.spawnFailed, "the guest could not be started", step: step, errno: errno)))
+        case .exited(let pid, let status):
+            let record = state.withLock { $0.guests.removeValue(forKey: pid) }
+            record?.ended(GuestTermination(waitStatus: status))
+        case .signalFailed:
+            break  // the guest had already exited; its exit event is on its way
+        case .closed:
+            initGone()
+        }
+    }
+
+    /// Init is gone (killed, crashed, or disposed): every guest died with it.
+    private func initGone() {
+        let (guests, pending) = state.withLock { state in
+            state.initGone = true
+            let guests = Array(state.guests.values)
+            let pending = Array(state.pending.values)
+            state.guests = [:]
+            state.pending = [:]
+            return (guests, pending)
+        }
+        finishSetup(.failure(SecureExecError(.sandboxSetupFailed, "the sandbox's init exited during setup", step: "setup")))
+        for record in guests { record.ended(.signaled(signal: SIGKILL)) }
+        for (record, continuation) in pending {
+            record.abandon()
+            continuation.resume(returning: .failure(SecureExecError(.disposed, "the sandbox ended before the guest started")))
+        }
+    }
+
+    // MARK: - Guests
+
+    /// Starts a guest and returns once init reports its pid.
+    package func spawn(_ request: SpawnRequest) async throws(SecureExecError) -> GuestRecord {
+        let record = GuestRecord(queue: queue)
+        let requestID: UInt32 = try state.withLock { state throws(SecureExecError) in
+            guard state.phase == .ready, !state.initGone else {
+                throw SecureExecError(.disposed, "the runtime has been disposed", step: "spawn")
+            }
+            defer { state.nextRequest &+= 1 }
+            return state.nextRequest
+        }
+
+        let stdin = try SystemCall.pipe(step: "stdin pipe")
+        let stdout: (read: Int32, write: Int32)
+        let stderr: (read: Int32, write: Int32)
+        do {
+            stdout = try SystemCall.pipe(step: "stdout pipe")
+        } catch {
+            [stdin.read, stdin.write].forEach(SystemCall.close)
+            throw error
+        }
+        do {
+            stderr = try SystemCall.pipe(step: "stderr pipe")
+        } catch {
+            [stdin.read, stdin.write, stdout.read, stdout.write].forEach(SystemCall.close)
+            throw error
+        }
+        var guestEnds = [stdin.read, stdout.write, stderr.write]
+        defer { guestEnds.forEach(SystemCall.close) }
+
+        var records = ["exe=\(Self.nodePath)", "cwd=\(request.workingDirectory)", "arg=node"]
+        if let code = request.code {
+            let memfd = se_memfd("guest-code")
+            guard memfd >= 0 else {
+                [stdin.write, stdout.read, stderr.read].forEach(SystemCall.close)
+                throw SystemCall.failure(.spawnFailed, "could not hold the guest's code", step: "memfd_create")
+            }
+            guestEnds.append(memfd)
+            do throws(SecureExecError) {
+                try SystemCall.writeAll(memfd, Array(code.utf8), step: "write code")
+            } catch {
+                [stdin.write, stdout.read, stderr.read].forEach(SystemCall.close)
+                throw error
+            }
+            let entry = "\(Self.workspace)/.secure-exec-entry-\(requestID).js"
+            records.append("entry=\(entry)")
+            // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
+            records += ["arg=--experimental-detect-module", "arg=\(entry)"]
+        }
+        records += request.arguments.map { "arg=\($0)" }
+        var environment = ["PATH": "/usr/bin:/bin", "HOME": Self.workspace, "TMPDIR": "/tmp"]
+        environment.merge(request.environment) { _, caller in caller }
+        records += environment.sorted { $0.key < $1.key }.map { "env=\($0.key)=\($0.value)" }
+
+        record.attach(
+            stdin: stdin.write, stdout: stdout.read, stderr: stderr.read,
+            onStdout: request.onStdout, onStderr: request.onStderr)
+
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int32, SecureExecError>, Never>) in
+            state.withLock { $0.pending[requestID] = (record, continuation) }
+            do throws(SecureExecError) {
+                try control.withLock { channel throws(SecureExecError) in
+                    guard let channel else { throw SecureExecError(.disposed, "the runtime has been disposed") }
+                    try channel.send(SE_REQ_SPAWN, id: requestID, records: records, fds: guestEnds)
+                }
+            } catch {
+                if let entry = state.withLock({ $0.pending.removeValue(forKey: requestID) }) {
+                    entry.0.abandon()
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        _ = try result.get()
+        return record
+    }
+
+    /// Sends `signal` to a running guest; a guest that already exited is left alone.
+    package func signal(_ record: GuestRecord, _ signal: Int32) {
+        guard record.isRunning, record.pid > 0 else { return }
+        _ = try? control.withLock { channel throws(SecureExecError) in
+            try channel?.send(SE_REQ_SIGNAL, targetPID: record.pid, signal: signal)
+        }
+    }
+
+    /// The guest to report on when `waitForListener` was not told which to watch.
+    package var hasRunningGuest: Bool { state.withLock { !$0.guests.isEmpty || !$0.pending.isEmpty } }
+    package var lastGuest: GuestRecord? { state.withLock { $0.lastGuest } }
+
+    // MARK: - Teardown
+
+    /// Ends every guest (SIGTERM, SIGKILL after the grace period), then init,
+    /// and releases every descriptor and the uid range. Idempotent.
+    package func dispose() async {
+        let task: Task<Void, Never> = state.withLock { state in
+            if let task = state.disposal { return task }
+            state.phase = .disposing
+            let task = Task { await self.teardown() }
+            state.disposal = task
+            return task
+        }
+        await task.value
+    }
+
+    private func teardown() async {
+        let live = state.withLock { Array($0.guests.values) }.filter(\.isRunning)
+        if !live.isEmpty {
+            _ = try? control.withLock { channel throws(SecureExecError) in
+                try channel?.send(SE_REQ_SIGNAL_ALL, signal: SIGTERM)
+            }
+            let grace = configuration.terminationGrace
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for record in live { _ = await record.wait() }
+                }
+                group.addTask { try? await Task.sleep(for: grace) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+        // Killing init ends the pid namespace: the kernel kills every guest
+        // and init's exit is only reported after they are all gone.
+        _ = se_pidfd_signal(pidfd, SIGKILL)
+        await awaitInitExit()
+        control.withLock { channel in
+            channel?.close()
+            channel = nil
+        }
+        initGone()
+        SystemCall.close(netnsFD)
+        SystemCall.close(pidfd)
+        lease.release()
+        state.withLock { $0.phase = .disposed }
+    }
+
+    private func awaitInitExit() async {
+        var status: Int32 = 0
+        if se_pidfd_reap(pidfd, &status) != 0 { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let source = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)
+            let box = DispatchSourceBox(source: source)
+            let once = Once()
+            source.setEventHandler { [pidfd] in
+                var status: Int32 = 0
+                if se_pidfd_reap(pidfd, &status) != 0, once.claim() {
+                    box.cancel()
+                    continuation.resume()
+                }
+            }
+            source.resume()
+        }
+    }
+}
+
+extension Sandbox {
+    /// One HTTP exchange with a guest server on `port`: 127.0.0.1 first, then
+    /// [::1] when IPv4 is refused (a guest may listen on IPv6 only).
+    package func fetch(port: Int, request: HTTPRequestSpec, timeout: Duration, maxBodyBytes: Int)
+        async throws(SecureExecError) -> HTTPResponseParts
+    {
+        let fd: Int32
+        let hostHeader: String
+        do {
+            fd = try await dialer.connect(host: "127.0.0.1", port: port, timeout: timeout)
+            hostHeader = "127.0.0.1:\(port)"
+        } catch where error.errno == ECONNREFUSED {
+            fd = try await dialer.connect(host: "::1", port: port, timeout: timeout)
+            hostHeader = "[::1]:\(port)"
+        }
+        return try await HTTPExchange.perform(
+            fd: fd, request: request, hostHeader: hostHeader, timeout: timeout, maxBodyBytes: maxBodyBytes,
+            group: MultiThreadedEventLoopGroup.singleton)
+    }
+}

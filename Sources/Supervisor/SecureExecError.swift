@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one error type every public SecureExec call throws.
+///
+/// `code` says what kind of failure it was (codes can be added without breaking
+/// callers, so switch with a `default`); `message` says what failed and why in
+/// words; `step` and `errno` pin it to the syscall or stage that failed when
+/// there was one.
+public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// What kind of failure this is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String, Sendable {
+            case invalidArgument
+            case unsupportedHost
+            case sandboxSetupFailed
+            case spawnFailed
+            case processExited
+            case listenerTimeout
+            case connectionFailed
+            case timeout
+            case protocolError
+            case responseTooLarge
+            case disposed
+            case ioFailed
+            case cancelled
+        }
+        private let value: Value
+        private init(_ value: Value) { self.value = value }
+
+        /// The caller passed something that can never work (port 0, CR/LF in a header, a negative timeout).
+        public static let invalidArgument = Code(.invalidArgument)
+        /// This host cannot run sandboxes (not root, no user namespaces, node missing).
+        public static let unsupportedHost = Code(.unsupportedHost)
+        /// Creating the sandbox failed at `step`.
+        public static let sandboxSetupFailed = Code(.sandboxSetupFailed)
+        /// Starting a guest process failed at `step`.
+        public static let spawnFailed = Code(.spawnFailed)
+        /// The guest process being waited on exited first.
+        public static let processExited = Code(.processExited)
+        /// Nothing listened on the port before the deadline.
+        public static let listenerTimeout = Code(.listenerTimeout)
+        /// Dialing the guest's port failed (refused, unreachable).
+        public static let connectionFailed = Code(.connectionFailed)
+        /// An operation ran past its deadline.
+        public static let timeout = Code(.timeout)
+        /// The guest spoke malformed HTTP or closed mid-message.
+        public static let protocolError = Code(.protocolError)
+        /// A collected response body was larger than the caller's cap.
+        public static let responseTooLarge = Code(.responseTooLarge)
+        /// The runtime was disposed.
+        public static let disposed = Code(.disposed)
+        /// A read, write or other syscall on the host side failed.
+        public static let ioFailed = Code(.ioFailed)
+        /// The calling task was cancelled.
+        public static let cancelled = Code(.cancelled)
+
+        public var description: String { value.rawValue }
+    }
+
+    public let code: Code
+    /// What failed and why, in words.
+    public let message: String
+    /// The stage or syscall that failed, when there was one (e.g. `"pivot_root"`).
+    public let step: String?
+    /// The errno the failing syscall returned, when there was one.
+    public let errno: Int32?
+
+    public init(_ code: Code, _ message: String, step: String? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.step = step
+        self.errno = errno
+    }
+
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let step { text += " [step: \(step)]" }
+        if let errno { text += " [errno \(errno): \(String(cString: strerror(errno)))]" }
+        return text
+    }
+}

@@ -1,0 +1,116 @@
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fail(struct failure *failure, const char *step) {
+    failure->step = step;
+    failure->err = errno ? errno : EINVAL;
+    return -1;
+}
+
+int each_record(const char *payload, size_t length,
+                int (*visit)(void *context, const char *key, const char *value), void *context) {
+    size_t offset = 0;
+    while (offset < length) {
+        const char *record = payload + offset;
+        const char *end = memchr(record, 0, length - offset);
+        if (!end) {
+            errno = EPROTO; /* unterminated record: a supervisor bug, not guest input */
+            return -1;
+        }
+        const char *equals = memchr(record, '=', (size_t)(end - record));
+        if (!equals) {
+            errno = EPROTO;
+            return -1;
+        }
+        char key[32];
+        size_t key_length = (size_t)(equals - record);
+        if (key_length >= sizeof key) {
+            errno = EPROTO;
+            return -1;
+        }
+        memcpy(key, record, key_length);
+        key[key_length] = 0;
+        if (visit(context, key, equals + 1) != 0) return -1;
+        offset += (size_t)(end - record) + 1;
+    }
+    return 0;
+}
+
+static int parse_number(const char *text, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || *text == 0 || *end != 0) {
+        errno = EPROTO;
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+static int visit_config(void *context, const char *key, const char *value) {
+    struct init_config *config = context;
+    unsigned long long number;
+    if (strcmp(key, "workspace_bytes") == 0) {
+        return parse_number(value, &config->workspace_bytes);
+    } else if (strcmp(key, "tmp_bytes") == 0) {
+        return parse_number(value, &config->tmp_bytes);
+    } else if (strcmp(key, "network") == 0) {
+        if (parse_number(value, &number) != 0) return -1;
+        config->network_allowed = number != 0;
+    } else if (strcmp(key, "child_process") == 0) {
+        if (parse_number(value, &number) != 0) return -1;
+        config->child_process_allowed = number != 0;
+    } else if (strcmp(key, "guest_uid") == 0) {
+        if (parse_number(value, &number) != 0) return -1;
+        config->guest_uid = (unsigned)number;
+    } else if (strcmp(key, "guest_gid") == 0) {
+        if (parse_number(value, &number) != 0) return -1;
+        config->guest_gid = (unsigned)number;
+    } else if (strcmp(key, "hostname") == 0) {
+        config->hostname = strdup(value);
+    } else if (strcmp(key, "bind_host") == 0) {
+        struct bind_mount *grown = realloc(config->binds, (config->bind_count + 1) * sizeof *grown);
+        if (!grown) return -1;
+        config->binds = grown;
+        config->binds[config->bind_count].host_path = strdup(value);
+        config->binds[config->bind_count].guest_path = NULL;
+        config->bind_count++;
+    } else if (strcmp(key, "bind_guest") == 0) {
+        /* always follows its bind_host */
+        if (config->bind_count == 0 || config->binds[config->bind_count - 1].guest_path) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->binds[config->bind_count - 1].guest_path = strdup(value);
+    } else {
+        errno = EPROTO; /* unknown key: supervisor and init disagree */
+        return -1;
+    }
+    return 0;
+}
+
+int parse_config(const char *payload, size_t length, int rootfs_fd, struct init_config *config,
+                 struct failure *failure) {
+    memset(config, 0, sizeof *config);
+    config->guest_uid = 1000;
+    config->guest_gid = 1000;
+    config->rootfs_fd = rootfs_fd;
+    if (each_record(payload, length, visit_config, config) != 0) return fail(failure, "parse config");
+    for (size_t i = 0; i < config->bind_count; i++) {
+        if (!config->binds[i].guest_path || config->binds[i].guest_path[0] != '/' ||
+            config->binds[i].host_path[0] != '/') {
+            errno = EPROTO;
+            return fail(failure, "parse config: bind paths");
+        }
+    }
+    if (!config->hostname || config->workspace_bytes == 0 || config->tmp_bytes == 0) {
+        errno = EPROTO;
+        return fail(failure, "parse config: missing keys");
+    }
+    return 0;
+}

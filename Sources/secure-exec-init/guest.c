@@ -1,0 +1,147 @@
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <linux/securebits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/*
+ * A guest's path from fork to exec, in order:
+ *   signals back to default, new session, stdio, cwd; drop the capability
+ *   bounding set and lock securebits while we still hold CAP_SETPCAP; switch
+ *   to the guest uid/gid (which empties effective and permitted); clear
+ *   inheritable and ambient; write the entry file with the guest's own
+ *   credentials (a planted symlink can only hurt the guest itself);
+ *   no_new_privs; seccomp; mark every other fd close-on-exec; exec node.
+ * A failure is written to the report pipe as (step index, errno).
+ */
+
+static const char *const child_steps[] = {
+    "unknown", "setsid", "stdio", "chdir", "drop bounding set", "securebits", "setgroups",
+    "setresgid", "setresuid", "clear capabilities", "write entry file", "no_new_privs",
+    "seccomp", "close_range", "execve",
+};
+enum {
+    STEP_SETSID = 1, STEP_STDIO, STEP_CHDIR, STEP_BOUNDING, STEP_SECUREBITS, STEP_SETGROUPS,
+    STEP_SETGID, STEP_SETUID, STEP_CAPS, STEP_ENTRY, STEP_NNP, STEP_SECCOMP, STEP_CLOSE_RANGE, STEP_EXEC,
+};
+
+static void child_fail(int report_fd, int step) {
+    int report[2] = {step, errno};
+    ssize_t ignored = write(report_fd, report, sizeof report);
+    (void)ignored;
+    _exit(127);
+}
+
+static int write_entry(const char *path, int code_fd) {
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0) return -1;
+    char buffer[16384];
+    off_t offset = 0;
+    for (;;) {
+        ssize_t got = pread(code_fd, buffer, sizeof buffer, offset);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) goto failed;
+        if (got == 0) break;
+        offset += got;
+        for (ssize_t done = 0; done < got;) {
+            ssize_t put = write(out, buffer + done, (size_t)(got - done));
+            if (put < 0 && errno == EINTR) continue;
+            if (put < 0) goto failed;
+            done += put;
+        }
+    }
+    if (close(out) != 0) return -1;
+    return 0;
+failed: {
+        int saved = errno;
+        close(out);
+        errno = saved;
+        return -1;
+    }
+}
+
+static void guest_child(const struct init_config *config, const struct spawn_request *request, int report_fd) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+
+    if (setsid() < 0) child_fail(report_fd, STEP_SETSID);
+    for (int fd = 0; fd < 3; fd++) {
+        if (dup2(request->stdio[fd], fd) < 0) child_fail(report_fd, STEP_STDIO);
+    }
+    if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
+
+    for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) child_fail(report_fd, STEP_BOUNDING);
+    }
+    /* Root gets no special treatment, and nobody can turn that back on. */
+    unsigned bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                    SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) child_fail(report_fd, STEP_SECUREBITS);
+    if (setgroups(0, NULL) != 0) child_fail(report_fd, STEP_SETGROUPS);
+    if (setresgid(config->guest_gid, config->guest_gid, config->guest_gid) != 0) child_fail(report_fd, STEP_SETGID);
+    if (setresuid(config->guest_uid, config->guest_uid, config->guest_uid) != 0) child_fail(report_fd, STEP_SETUID);
+    cap_t empty = cap_init();
+    if (!empty || cap_set_proc(empty) != 0) child_fail(report_fd, STEP_CAPS);
+    cap_free(empty);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, STEP_CAPS);
+
+    if (request->entry_path && write_entry(request->entry_path, request->code_fd) != 0)
+        child_fail(report_fd, STEP_ENTRY);
+
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report_fd, STEP_NNP);
+    if (load_guest_filter() != 0) child_fail(report_fd, STEP_SECCOMP);
+    /* Nothing but 0, 1 and 2 may reach node: not the control socket, not the
+     * code memfd, not the report pipe (already close-on-exec). */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, STEP_CLOSE_RANGE);
+    execve(request->executable, request->argv, request->envp);
+    child_fail(report_fd, STEP_EXEC);
+}
+
+pid_t spawn_guest(const struct init_config *config, const struct spawn_request *request, struct failure *failure) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return fail(failure, "pipe for spawn report");
+    pid_t pid = fork();
+    if (pid < 0) {
+        fail(failure, "fork");
+        close(report[0]);
+        close(report[1]);
+        return -1;
+    }
+    if (pid == 0) guest_child(config, request, report[1]);
+    close(report[1]);
+
+    int answer[2];
+    size_t have = 0;
+    while (have < sizeof answer) {
+        ssize_t got = read(report[0], (char *)answer + have, sizeof answer - have);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        have += (size_t)got;
+    }
+    close(report[0]);
+    if (have == 0) return pid; /* the pipe closed on exec */
+
+    /* The child failed before exec and is exiting; reap it here so the exit
+     * is never reported as a guest's. */
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    int step = have == sizeof answer ? answer[0] : 0;
+    if (step < 0 || step >= (int)(sizeof child_steps / sizeof *child_steps)) step = 0;
+    failure->step = child_steps[step];
+    failure->err = have == sizeof answer ? answer[1] : EIO;
+    return -1;
+}

@@ -1,0 +1,80 @@
+/*
+ * secure-exec-init: PID 1 of a SecureExec sandbox.
+ *
+ * Started by the supervisor with clone3 in fresh namespaces, already root of
+ * its user namespace, with the control socket on fd 3. It builds the guest's
+ * root, brings up loopback, answers READY, then spawns, signals and reaps
+ * guests on request until the control socket closes, when it exits and the
+ * kernel ends every process of the sandbox with it.
+ *
+ * Single-threaded on purpose: it can fork guests and run any libc there.
+ */
+#ifndef SECURE_EXEC_INIT_H
+#define SECURE_EXEC_INIT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "se_protocol.h"
+
+#define GUEST_ROOT_WORKSPACE "/workspace"
+
+struct bind_mount {
+    char *host_path;  /* as the host sees it, resolved under the old root */
+    char *guest_path; /* where it appears in the guest's root */
+};
+
+struct init_config {
+    unsigned long long workspace_bytes;
+    unsigned long long tmp_bytes;
+    int network_allowed;
+    int child_process_allowed;
+    unsigned guest_uid;
+    unsigned guest_gid;
+    char *hostname;
+    struct bind_mount *binds;
+    size_t bind_count;
+    int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */
+};
+
+/* Where setup failed: reported to the supervisor in SE_EV_SETUP_FAILED. */
+struct failure {
+    const char *step;
+    int err;
+};
+
+/* Records `step` and the current errno in *failure; returns -1. */
+int fail(struct failure *failure, const char *step);
+
+/* Parses one request's "key=value\0" records; calls visit for each. */
+int each_record(const char *payload, size_t length,
+                int (*visit)(void *context, const char *key, const char *value), void *context);
+
+int parse_config(const char *payload, size_t length, int rootfs_fd, struct init_config *config,
+                 struct failure *failure);
+
+/* rootfs.c: builds the guest's root and pivots into it. */
+int build_guest_root(const struct init_config *config, struct failure *failure);
+
+/* loopback.c: brings `lo` up (the kernel then adds 127.0.0.1 and ::1). */
+int bring_up_loopback(struct failure *failure);
+
+/* seccomp_policy.c: the filter every guest gets; built once, loaded per guest. */
+int prepare_guest_filter(const struct init_config *config, struct failure *failure);
+int load_guest_filter(void);
+
+/* guest.c */
+struct spawn_request {
+    char **argv;
+    char **envp;
+    const char *executable;
+    const char *cwd;
+    const char *entry_path; /* where to write the code memfd, or NULL */
+    int stdio[3];
+    int code_fd; /* -1 when none */
+};
+/* Forks and execs a guest; returns its pid, or -1 with *failure set. */
+pid_t spawn_guest(const struct init_config *config, const struct spawn_request *request,
+                  struct failure *failure);
+
+#endif

@@ -1,0 +1,274 @@
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Guests we started and have not yet reported: only their exits are events. */
+static pid_t *guests;
+static size_t guest_count, guest_capacity;
+
+static void send_event(uint32_t type, uint32_t id, int32_t pid, int32_t status, int32_t err, const char *step) {
+    struct se_event event;
+    memset(&event, 0, sizeof event);
+    event.type = type;
+    event.id = id;
+    event.pid = pid;
+    event.status = status;
+    event.err = err;
+    if (step) strncpy(event.step, step, sizeof event.step - 1);
+    /* The supervisor drains events promptly; if it is gone, we exit on HUP. */
+    while (send(SE_CONTROL_FD, &event, sizeof event, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * Receives one request. Returns the payload length (>= 0), or -1 on error,
+ * or -2 when the supervisor has closed its end. fds[] gets the attached
+ * descriptors (close-on-exec), *fd_count how many.
+ */
+static ssize_t receive_request(struct se_request *header, char *payload, int *fds, size_t *fd_count) {
+    struct iovec parts[2] = {
+        {.iov_base = header, .iov_len = sizeof *header},
+        {.iov_base = payload, .iov_len = SE_MAX_REQUEST - sizeof *header},
+    };
+    union {
+        char bytes[CMSG_SPACE(sizeof(int) * SE_MAX_REQUEST_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message = {.msg_iov = parts, .msg_iovlen = 2, .msg_control = control.bytes,
+                             .msg_controllen = sizeof control.bytes};
+    ssize_t got;
+    do {
+        got = recvmsg(SE_CONTROL_FD, &message, MSG_CMSG_CLOEXEC);
+    } while (got < 0 && errno == EINTR);
+    if (got == 0) return -2;
+    if (got < 0) return -1;
+    *fd_count = 0;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(&message, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
+        size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count && *fd_count < SE_MAX_REQUEST_FDS; i++) {
+            memcpy(&fds[(*fd_count)++], CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+        }
+    }
+    if ((size_t)got < sizeof *header || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        header->payload_len != (size_t)got - sizeof *header || header->fd_count != *fd_count) {
+        for (size_t i = 0; i < *fd_count; i++) close(fds[i]);
+        *fd_count = 0;
+        errno = EPROTO;
+        return -1;
+    }
+    return (ssize_t)header->payload_len;
+}
+
+struct spawn_records {
+    char **argv;
+    size_t argc;
+    char **envp;
+    size_t envc;
+    const char *cwd;
+    const char *entry;
+    const char *executable;
+};
+
+static int append(char ***list, size_t *count, const char *value) {
+    char **grown = realloc(*list, (*count + 2) * sizeof *grown);
+    if (!grown) return -1;
+    grown[(*count)++] = (char *)value;
+    grown[*count] = NULL;
+    *list = grown;
+    return 0;
+}
+
+static int visit_spawn(void *context, const char *key, const char *value) {
+    struct spawn_records *records = context;
+    if (strcmp(key, "arg") == 0) return append(&records->argv, &records->argc, value);
+    if (strcmp(key, "env") == 0) return append(&records->envp, &records->envc, value);
+    if (strcmp(key, "cwd") == 0) records->cwd = value;
+    else if (strcmp(key, "entry") == 0) records->entry = value;
+    else if (strcmp(key, "exe") == 0) records->executable = value;
+    else {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+static void handle_spawn(const struct init_config *config, const struct se_request *header, char *payload,
+                         size_t length, int *fds, size_t fd_count) {
+    struct spawn_records records = {0};
+    struct failure failure = {0};
+    char *empty[] = {NULL};
+    if (each_record(payload, length, visit_spawn, &records) != 0 || records.argc == 0 || !records.executable ||
+        fd_count < 3 || (records.entry && fd_count < 4)) {
+        send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, EPROTO, "parse spawn request");
+    } else {
+        struct spawn_request request = {
+            .argv = records.argv,
+            .envp = records.envp ? records.envp : empty,
+            .executable = records.executable,
+            .cwd = records.cwd ? records.cwd : GUEST_ROOT_WORKSPACE,
+            .entry_path = records.entry,
+            .stdio = {fds[0], fds[1], fds[2]},
+            .code_fd = records.entry ? fds[3] : -1,
+        };
+        pid_t pid = spawn_guest(config, &request, &failure);
+        if (pid < 0) {
+            send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, failure.err, failure.step);
+        } else {
+            if (guest_count == guest_capacity) {
+                size_t capacity = guest_capacity ? guest_capacity * 2 : 16;
+                pid_t *grown = realloc(guests, capacity * sizeof *grown);
+                if (grown) {
+                    guests = grown;
+                    guest_capacity = capacity;
+                }
+            }
+            if (guest_count < guest_capacity) guests[guest_count++] = pid;
+            send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
+        }
+    }
+    free(records.argv);
+    free(records.envp);
+    for (size_t i = 0; i < fd_count; i++) close(fds[i]);
+}
+
+static int is_guest(pid_t pid, int remove) {
+    for (size_t i = 0; i < guest_count; i++) {
+        if (guests[i] == pid) {
+            if (remove) guests[i] = guests[--guest_count];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void reap_children(void) {
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) return;
+        /* Orphans reparented to us are reaped silently; guests are reported. */
+        if (is_guest(pid, 1)) send_event(SE_EV_EXITED, 0, pid, status, 0, NULL);
+    }
+}
+
+static void handle_request(const struct init_config *config) {
+    static char payload[SE_MAX_REQUEST];
+    struct se_request header;
+    int fds[SE_MAX_REQUEST_FDS];
+    size_t fd_count = 0;
+    ssize_t length = receive_request(&header, payload, fds, &fd_count);
+    if (length == -2) {
+        /* The supervisor is gone (disposed, crashed, killed): leave, and the
+         * kernel ends every process in this pid namespace with us. */
+        _exit(0);
+    }
+    if (length < 0) {
+        send_event(SE_EV_SPAWN_FAILED, 0, 0, 0, errno, "receive request");
+        return;
+    }
+    switch (header.type) {
+    case SE_REQ_SPAWN:
+        handle_spawn(config, &header, payload, (size_t)length, fds, fd_count);
+        return;
+    case SE_REQ_SIGNAL:
+        /* Only our own guests: never init, never an arbitrary pid. */
+        if (!is_guest(header.target_pid, 0)) {
+            send_event(SE_EV_SIGNAL_FAILED, header.id, header.target_pid, 0, ESRCH, "signal");
+        } else if (kill(header.target_pid, header.signal) != 0) {
+            send_event(SE_EV_SIGNAL_FAILED, header.id, header.target_pid, 0, errno, "signal");
+        }
+        break;
+    case SE_REQ_SIGNAL_ALL:
+        kill(-1, header.signal);
+        break;
+    default:
+        send_event(SE_EV_SPAWN_FAILED, header.id, 0, 0, EPROTO, "unknown request");
+        break;
+    }
+    for (size_t i = 0; i < fd_count; i++) close(fds[i]);
+}
+
+static int setup(struct init_config *config, struct failure *failure) {
+    static char payload[SE_MAX_REQUEST];
+    struct se_request header;
+    int fds[SE_MAX_REQUEST_FDS];
+    size_t fd_count = 0;
+    ssize_t length = receive_request(&header, payload, fds, &fd_count);
+    if (length < 0 || header.type != SE_REQ_CONFIG || fd_count != 1) {
+        if (length >= 0) errno = EPROTO;
+        for (size_t i = 0; length >= 0 && i < fd_count; i++) close(fds[i]);
+        return fail(failure, "receive config");
+    }
+    if (parse_config(payload, (size_t)length, fds[0], config, failure) != 0) return -1;
+    if (bring_up_loopback(failure) != 0) return -1;
+    if (sethostname(config->hostname, strlen(config->hostname)) != 0) return fail(failure, "sethostname");
+    if (build_guest_root(config, failure) != 0) return -1;
+    close(config->rootfs_fd);
+    config->rootfs_fd = -1;
+    if (prepare_guest_filter(config, failure) != 0) return -1;
+    return 0;
+}
+
+int main(void) {
+    /* Nothing in the sandbox may ptrace us or read our memory. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Signals become events: SIGCHLD to reap, the rest (sent from the host)
+     * forwarded to every guest. */
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGCHLD);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    sigaddset(&handled, SIGUSR1);
+    sigaddset(&handled, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
+    int signals = signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    struct init_config config;
+    struct failure failure = {0};
+    if (signals < 0) {
+        fail(&failure, "signalfd");
+        send_event(SE_EV_SETUP_FAILED, 0, 0, 0, failure.err, failure.step);
+        return 1;
+    }
+    if (setup(&config, &failure) != 0) {
+        send_event(SE_EV_SETUP_FAILED, 0, 0, 0, failure.err, failure.step);
+        return 1;
+    }
+    send_event(SE_EV_READY, 0, getpid(), 0, 0, NULL);
+
+    for (;;) {
+        struct pollfd watched[2] = {{.fd = SE_CONTROL_FD, .events = POLLIN}, {.fd = signals, .events = POLLIN}};
+        if (poll(watched, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            _exit(1);
+        }
+        if (watched[1].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            while (read(signals, &info, sizeof info) == sizeof info) {
+                if (info.ssi_signo != SIGCHLD) kill(-1, (int)info.ssi_signo);
+            }
+            reap_children();
+        }
+        if (watched[0].revents & POLLIN) {
+            handle_request(&config);
+        } else if (watched[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            _exit(0);
+        }
+    }
+}

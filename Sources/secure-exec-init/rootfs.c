@@ -1,0 +1,289 @@
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/*
+ * The guest's root, built in this order (each step's reason beside it):
+ *
+ *  1. make every mount private: nothing we do may propagate to the host;
+ *  2. mount a scratch tmpfs over /tmp and pivot into it, so the host's root
+ *     sits at /oldroot and the host's own /tmp is visible again beneath it;
+ *  3. mount the guest's root tmpfs at /newroot and fill it: the rootfs/
+ *     skeleton (copied), read-only binds of node and its libraries, a minimal
+ *     /dev, a private /proc with its dangerous files masked, and size-limited
+ *     writable tmpfs for the workspace and /tmp;
+ *  4. remount the guest's root read-only;
+ *  5. pivot_root into it and detach the old root, so no host path is left.
+ *
+ * Paths below are resolved before any guest exists, in a root only this
+ * process can write, so no guest-controlled symlink can be on them.
+ */
+
+#define OLD_ROOT "/oldroot"
+#define NEW_ROOT "/newroot"
+
+static int join(char *out, size_t size, const char *prefix, const char *path) {
+    int written = snprintf(out, size, "%s%s", prefix, path);
+    if (written < 0 || (size_t)written >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p of every directory above `path` (not `path` itself). */
+static int make_parents(const char *path) {
+    char partial[PATH_MAX];
+    size_t length = strlen(path);
+    if (length >= sizeof partial) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(partial, path, length + 1);
+    for (char *slash = strchr(partial + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = 0;
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST) return -1;
+        *slash = '/';
+    }
+    return 0;
+}
+
+static int make_mount_point(const char *target, int directory) {
+    if (make_parents(target) != 0) return -1;
+    if (directory) {
+        if (mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
+        return 0;
+    }
+    int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+/* Flags a bind remount must keep: the kernel refuses to clear locked ones. */
+static unsigned long locked_flags(const char *path) {
+    struct statvfs info;
+    unsigned long flags = 0;
+    if (statvfs(path, &info) != 0) return 0;
+    if (info.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (info.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+    if (info.f_flag & ST_NODEV) flags |= MS_NODEV;
+    if (info.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+    return flags;
+}
+
+static int bind_read_only(const char *source, const char *target, unsigned long extra,
+                          struct failure *failure) {
+    struct stat info;
+    if (stat(source, &info) != 0) return fail(failure, "stat bind source");
+    if (make_mount_point(target, S_ISDIR(info.st_mode)) != 0) return fail(failure, "create bind target");
+    if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return fail(failure, "bind mount");
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra | locked_flags(target);
+    if (mount(NULL, target, NULL, flags, NULL) != 0) return fail(failure, "remount bind read-only");
+    return 0;
+}
+
+/* Device nodes cannot be made in a user namespace; bind the host's instead. */
+static int bind_device(const char *name, struct failure *failure) {
+    char source[PATH_MAX], target[PATH_MAX];
+    if (join(source, sizeof source, OLD_ROOT "/dev/", name) != 0 ||
+        join(target, sizeof target, NEW_ROOT "/dev/", name) != 0)
+        return fail(failure, "device path");
+    if (make_mount_point(target, 0) != 0) return fail(failure, "create device node target");
+    if (mount(source, target, NULL, MS_BIND, NULL) != 0) return fail(failure, "bind device");
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | locked_flags(target);
+    if (mount(NULL, target, NULL, flags, NULL) != 0) return fail(failure, "remount device");
+    return 0;
+}
+
+static int build_dev(struct failure *failure) {
+    if (mkdir(NEW_ROOT "/dev", 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir /dev");
+    if (mount("tmpfs", NEW_ROOT "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+        return fail(failure, "mount /dev tmpfs");
+    static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    for (size_t i = 0; i < sizeof devices / sizeof *devices; i++) {
+        if (bind_device(devices[i], failure) != 0) return -1;
+    }
+    static const char *const links[][2] = {
+        {"/proc/self/fd", NEW_ROOT "/dev/fd"},
+        {"/proc/self/fd/0", NEW_ROOT "/dev/stdin"},
+        {"/proc/self/fd/1", NEW_ROOT "/dev/stdout"},
+        {"/proc/self/fd/2", NEW_ROOT "/dev/stderr"},
+    };
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+        if (symlink(links[i][0], links[i][1]) != 0) return fail(failure, "symlink in /dev");
+    }
+    if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
+        return fail(failure, "remount /dev read-only");
+    return 0;
+}
+
+static int build_proc(struct failure *failure) {
+    if (mkdir(NEW_ROOT "/proc", 0555) != 0 && errno != EEXIST) return fail(failure, "mkdir /proc");
+    /* We are PID 1 of the new pid namespace, so this /proc shows only the sandbox. */
+    if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        return fail(failure, "mount /proc");
+    /* Kernel-wide knobs stay visible (node reads some) but read-only. */
+    static const char *const read_only[] = {"sys", "irq", "bus", "fs", "sysrq-trigger"};
+    for (size_t i = 0; i < sizeof read_only / sizeof *read_only; i++) {
+        char path[PATH_MAX];
+        if (join(path, sizeof path, NEW_ROOT "/proc/", read_only[i]) != 0) return fail(failure, "proc path");
+        if (access(path, F_OK) != 0) continue;
+        if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0) return fail(failure, "bind /proc entry");
+        if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            return fail(failure, "remount /proc entry read-only");
+    }
+    /* Files that expose kernel memory or host-wide state read as empty. */
+    static const char *const masked[] = {"kcore", "keys", "timer_list", "sched_debug", "latency_stats",
+                                         "kallsyms", "kmsg", "kpagecount", "kpageflags", "kpagecgroup"};
+    for (size_t i = 0; i < sizeof masked / sizeof *masked; i++) {
+        char path[PATH_MAX];
+        if (join(path, sizeof path, NEW_ROOT "/proc/", masked[i]) != 0) return fail(failure, "proc path");
+        if (access(path, F_OK) != 0) continue;
+        if (mount(OLD_ROOT "/dev/null", path, NULL, MS_BIND, NULL) != 0) return fail(failure, "mask /proc file");
+    }
+    static const char *const hidden_dirs[] = {"acpi", "scsi", "asound"};
+    for (size_t i = 0; i < sizeof hidden_dirs / sizeof *hidden_dirs; i++) {
+        char path[PATH_MAX];
+        if (join(path, sizeof path, NEW_ROOT "/proc/", hidden_dirs[i]) != 0) return fail(failure, "proc path");
+        if (access(path, F_OK) != 0) continue;
+        if (mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555") != 0)
+            return fail(failure, "mask /proc directory");
+    }
+    return 0;
+}
+
+static int mount_writable(const char *target, unsigned long long bytes, const char *mode,
+                          const struct init_config *config, struct failure *failure) {
+    if (mkdir(target, 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir writable area");
+    char options[160];
+    snprintf(options, sizeof options, "size=%llu,mode=%s,uid=%u,gid=%u,nr_inodes=%llu", bytes, mode,
+             config->guest_uid, config->guest_gid, bytes / 1024 + 1024);
+    if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options) != 0)
+        return fail(failure, "mount writable tmpfs");
+    return 0;
+}
+
+/* Copies the rootfs/ skeleton (small text files and directories) into dest. */
+static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
+    int walk = dup(source_dir);
+    if (walk < 0) return fail(failure, "dup skeleton dir");
+    DIR *listing = fdopendir(walk);
+    if (!listing) {
+        close(walk);
+        return fail(failure, "open skeleton dir");
+    }
+    int result = 0;
+    struct dirent *entry;
+    while (result == 0 && (entry = readdir(listing))) {
+        const char *name = entry->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        struct stat info;
+        if (fstatat(source_dir, name, &info, AT_SYMLINK_NOFOLLOW) != 0) {
+            result = fail(failure, "stat skeleton entry");
+        } else if (S_ISDIR(info.st_mode)) {
+            int from = openat(source_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (from < 0) {
+                result = fail(failure, "open skeleton subdir");
+                continue;
+            }
+            int to = -1;
+            if (mkdirat(dest_dir, name, 0755) != 0 && errno != EEXIST) {
+                result = fail(failure, "mkdir skeleton subdir");
+            } else if ((to = openat(dest_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+                result = fail(failure, "open copied subdir");
+            } else {
+                result = copy_tree(from, to, failure);
+            }
+            if (to >= 0) close(to);
+            close(from);
+        } else if (S_ISREG(info.st_mode)) {
+            int from = openat(source_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            int to = openat(dest_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            if (from < 0 || to < 0) {
+                result = fail(failure, "open skeleton file");
+            } else {
+                off_t offset = 0;
+                while (offset < info.st_size) {
+                    ssize_t moved = sendfile(to, from, &offset, (size_t)(info.st_size - offset));
+                    if (moved <= 0) {
+                        if (moved == 0) errno = EIO;
+                        result = fail(failure, "copy skeleton file");
+                        break;
+                    }
+                }
+            }
+            if (from >= 0) close(from);
+            if (to >= 0) close(to);
+        } else if (S_ISLNK(info.st_mode)) {
+            char link[PATH_MAX];
+            ssize_t length = readlinkat(source_dir, name, link, sizeof link - 1);
+            if (length < 0) {
+                result = fail(failure, "read skeleton symlink");
+            } else {
+                link[length] = 0;
+                if (symlinkat(link, dest_dir, name) != 0) result = fail(failure, "copy skeleton symlink");
+            }
+        }
+    }
+    closedir(listing);
+    return result;
+}
+
+int build_guest_root(const struct init_config *config, struct failure *failure) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail(failure, "make mounts private");
+
+    /* Scratch root: lets us hold the host's root at /oldroot while building. */
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0)
+        return fail(failure, "mount scratch tmpfs");
+    if (chdir("/tmp") != 0) return fail(failure, "chdir scratch");
+    if (mkdir("newroot", 0755) != 0 || mkdir("oldroot", 0755) != 0) return fail(failure, "mkdir scratch dirs");
+    if (syscall(SYS_pivot_root, ".", "oldroot") != 0) return fail(failure, "pivot_root into scratch");
+    if (chdir("/") != 0) return fail(failure, "chdir /");
+
+    if (mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
+        return fail(failure, "mount guest root tmpfs");
+
+    int dest = open(NEW_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dest < 0) return fail(failure, "open guest root");
+    int copied = copy_tree(config->rootfs_fd, dest, failure);
+    close(dest);
+    if (copied != 0) return -1;
+
+    for (size_t i = 0; i < config->bind_count; i++) {
+        char source[PATH_MAX], target[PATH_MAX];
+        if (join(source, sizeof source, OLD_ROOT, config->binds[i].host_path) != 0 ||
+            join(target, sizeof target, NEW_ROOT, config->binds[i].guest_path) != 0)
+            return fail(failure, "bind path");
+        if (bind_read_only(source, target, 0, failure) != 0) return -1;
+    }
+
+    if (build_dev(failure) != 0) return -1;
+    if (build_proc(failure) != 0) return -1;
+    if (mount_writable(NEW_ROOT GUEST_ROOT_WORKSPACE, config->workspace_bytes, "0755", config, failure) != 0)
+        return -1;
+    if (mount_writable(NEW_ROOT "/tmp", config->tmp_bytes, "1777", config, failure) != 0) return -1;
+
+    if (mount(NULL, NEW_ROOT, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
+        return fail(failure, "remount guest root read-only");
+
+    /* pivot_root(".", ".") stacks the old root on top of the new one; the
+     * lazy unmount then removes it, host root and scratch alike. */
+    if (chdir(NEW_ROOT) != 0) return fail(failure, "chdir guest root");
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return fail(failure, "pivot_root into guest root");
+    if (umount2(".", MNT_DETACH) != 0) return fail(failure, "detach old root");
+    if (chdir("/") != 0) return fail(failure, "chdir / in guest root");
+    return 0;
+}
