@@ -93,6 +93,8 @@ enum HTTPExchange {
         fd: Int32, request: HTTPRequestSpec, hostHeader: String, timeout: Duration,
         maxBodyBytes: Int, group: any EventLoopGroup
     ) async throws(SecureExecError) -> HTTPResponseParts {
+        // One loop for the channel, the promise and the timer: every completion and callback runs on it.
+        let loop = group.next()
         // Until NIO has adopted the fd, every exit must close it here, exactly once.
         let head: HTTPRequestHead
         let bootstrap: ClientBootstrap
@@ -102,7 +104,7 @@ enum HTTPExchange {
             guard timeout >= .zero, maxBodyBytes >= 0 else {
                 throw SecureExecError(.invalidArgument, "timeout and maxBodyBytes must not be negative")
             }
-            guard let validated = ClientBootstrap(validatingGroup: group) else {
+            guard let validated = ClientBootstrap(validatingGroup: loop) else {
                 throw SecureExecError(.invalidArgument, "the event loop group cannot adopt POSIX sockets")
             }
             bootstrap = validated
@@ -113,7 +115,6 @@ enum HTTPExchange {
             throw error
         }
 
-        let loop = group.next()
         // Completed exactly once by whoever gets there first: the handler, the timer, cancellation, or a
         // failed adoption. Later completions are ignored by NIO, so no extra bookkeeping is needed.
         let promise = loop.makePromise(of: HTTPResponseParts.self)

@@ -271,6 +271,21 @@ struct HTTPExchangeTests {
         #expect(server.readLine(timeout: 5) == "closed")
     }
 
+    @Test func nonSocketFdIsRejectedAndClosed() async throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[1]) }
+        let error = await thrownError {
+            _ = try await HTTPExchange.perform(
+                fd: ends[0], request: HTTPRequestSpec(), hostHeader: "h", timeout: .seconds(5), maxBodyBytes: 1,
+                group: MultiThreadedEventLoopGroup.singleton)
+        }
+        #expect(error?.code == .invalidArgument)
+        // With its read end closed, the write end of a pipe reports POLLERR.
+        var pfd = pollfd(fd: ends[1], events: Int16(POLLOUT), revents: 0)
+        #expect(poll(&pfd, 1, 1000) == 1 && pfd.revents & Int16(POLLERR) != 0)
+    }
+
     @Test(arguments: [
         HTTPRequestSpec(method: ""),
         HTTPRequestSpec(method: "GE T"),
