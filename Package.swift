@@ -56,6 +56,10 @@ let package = Package(
             dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
             path: "Tests/SecureExecTests"
         ),
+        // Process-wide resource counts (fds, threads, mounts): run alone with `swift test --filter SecureExecLeakTests`.
+        .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests"),
+        // A host that owns a sandbox and can be SIGKILLed by the leak tests.
+        .executableTarget(name: "secure-exec-test-host", dependencies: ["SecureExec"], path: "Tests/TestHost"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -16,6 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
@@ -78,7 +81,7 @@ static void child_main(int init_fd, int control_fd, int null_fd, int sync_rd, in
     child_fail(error_wr, SE_CHILD_STEP_EXEC);
 }
 
-int se_clone_sandbox(int init_fd, int control_fd, int null_fd,
+int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd,
                      pid_t *pid_out, int *pidfd_out, int *sync_fd_out, int *error_fd_out) {
     int sync_pipe[2], error_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) != 0) return -1;
@@ -97,6 +100,10 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd,
                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
 
     long pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid == 0) {

@@ -6,11 +6,20 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
     case exited(Int32)
     /// A signal ended it (from `kill`, from `dispose`, or its own doing).
     case signaled(Signal)
+    /// The kernel killed it because the runtime reached `Limits.memoryBytes`.
+    case outOfMemory
+    /// It ran past the `timeout` given to `spawn` and was killed.
+    case timedOut
+    /// It used up `Limits.cpuTimePerProcess`.
+    case cpuLimit
 
     init(_ termination: GuestTermination) {
         switch termination {
         case .exited(let code): self = .exited(code)
         case .signaled(let signal): self = .signaled(.fromKernel(signal))
+        case .outOfMemory: self = .outOfMemory
+        case .timedOut: self = .timedOut
+        case .cpuLimit: self = .cpuLimit
         }
     }
 
@@ -18,6 +27,9 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .exited(let code): "exited with code \(code)"
         case .signaled(let signal): "killed by \(signal)"
+        case .outOfMemory: "killed for running out of memory (the runtime's memory limit)"
+        case .timedOut: "killed after its timeout"
+        case .cpuLimit: "killed for using up its CPU-time limit"
         }
     }
 }
@@ -65,6 +77,13 @@ public final class GuestProcess: Sendable {
 
     /// Writes UTF-8 text to the process's stdin.
     public func writeStdin(_ text: String) throws(SecureExecError) { try record.writeStdin(Array(text.utf8)) }
+
+    /// True if the guest wrote more to stdout than `Limits.outputBytesPerStream`;
+    /// the excess was dropped, not delivered.
+    public var stdoutTruncated: Bool { record.truncated(stream: 1) }
+
+    /// True if the guest wrote more to stderr than `Limits.outputBytesPerStream`.
+    public var stderrTruncated: Bool { record.truncated(stream: 2) }
 
     /// Closes stdin: the guest reads end-of-file.
     public func closeStdin() { record.closeStdin() }

@@ -59,12 +59,31 @@ public final class NodeRuntime: Sendable {
         guard limits.terminationGrace >= .zero else {
             throw SecureExecError(.invalidArgument, "terminationGrace must not be negative", step: "limits")
         }
+        if let memory = limits.memoryBytes, memory < 16 << 20 {
+            throw SecureExecError(.invalidArgument, "memoryBytes must be at least 16 MiB (node needs more to start)", step: "limits")
+        }
+        if let processes = limits.maxProcesses, processes < 16 {
+            throw SecureExecError(.invalidArgument, "maxProcesses must be at least 16 (node runs about 10 threads)", step: "limits")
+        }
+        if let cpu = limits.cpuTimePerProcess, cpu < .seconds(1) {
+            throw SecureExecError(.invalidArgument, "cpuTimePerProcess must be at least 1 second", step: "limits")
+        }
+        guard limits.openFilesPerProcess >= 32, limits.outputBytesPerStream >= 0 else {
+            throw SecureExecError(
+                .invalidArgument, "openFilesPerProcess must be at least 32 and outputBytesPerStream not negative",
+                step: "limits")
+        }
         var configuration = SandboxConfiguration()
         configuration.networkAllowed = permissions.network == .allow
         configuration.childProcessAllowed = permissions.childProcess == .allow
         configuration.workspaceBytes = UInt64(limits.workspaceBytes)
         configuration.tmpBytes = UInt64(limits.tmpBytes)
         configuration.terminationGrace = limits.terminationGrace
+        configuration.memoryBytes = limits.memoryBytes.map { UInt64($0) }
+        configuration.maxProcesses = limits.maxProcesses
+        configuration.cpuSecondsPerProcess = limits.cpuTimePerProcess.map { UInt64($0.components.seconds) }
+        configuration.openFiles = UInt64(limits.openFilesPerProcess)
+        configuration.outputBytesPerStream = limits.outputBytesPerStream
         configuration.node = node
         configuration.logger = logger
         let sandbox = try await Sandbox.create(configuration)
@@ -78,10 +97,13 @@ public final class NodeRuntime: Sendable {
     /// unchanged. The guest's environment is `environment` over a few safe
     /// defaults (PATH, HOME=/workspace, TMPDIR=/tmp): nothing of the host's.
     /// `onStdout`/`onStderr` get raw byte chunks in order as they are written.
+    /// With `timeout`, the process is killed when it runs longer and ends
+    /// `.timedOut` (a dev server usually has none: it runs until killed).
     public func spawn(
-        _ code: String, arguments: [String] = [], environment: [String: String] = [:],
+        _ code: String, arguments: [String] = [], environment: [String: String] = [:], timeout: Duration? = nil,
         onStdout: (@Sendable ([UInt8]) -> Void)? = nil, onStderr: (@Sendable ([UInt8]) -> Void)? = nil
     ) async throws(SecureExecError) -> GuestProcess {
+        if let timeout { try Self.validate(timeout: timeout, name: "timeout") }
         for (key, value) in environment {
             guard !key.isEmpty, !key.contains("="), !key.contains("\0"), !value.contains("\0") else {
                 throw SecureExecError(.invalidArgument, "environment variable \(key.debugDescription) is not valid", step: "spawn")
@@ -96,6 +118,7 @@ public final class NodeRuntime: Sendable {
         request.environment = environment
         request.onStdout = onStdout
         request.onStderr = onStderr
+        request.timeout = timeout
         let record = try await sandbox.spawn(request)
         return GuestProcess(record: record, runtime: self)
     }

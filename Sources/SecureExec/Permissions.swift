@@ -23,18 +23,42 @@ public struct Permissions: Sendable, Hashable {
     }
 }
 
-/// Sizes and times that bound a runtime. Defaults are documented in the README.
+/// Sizes and times that bound a runtime. Every one has a bounded default;
+/// the README lists them.
 public struct Limits: Sendable, Hashable {
+    /// Memory for the whole runtime (all its processes), enforced by a cgroup
+    /// with swap off. Default 512 MiB. nil: no cgroup memory limit.
+    public var memoryBytes: Int?
+    /// Processes and threads in the whole runtime (cgroup pids). Default 256.
+    /// nil: no pids limit. (node itself runs about 10 threads.)
+    public var maxProcesses: Int?
+    /// CPU time each process may use (RLIMIT_CPU). Default 1 hour. nil: none.
+    public var cpuTimePerProcess: Duration?
+    /// Open files per process (RLIMIT_NOFILE). Default 4096.
+    public var openFilesPerProcess: Int
     /// Size of the writable workspace (the guest's cwd, `/workspace`). Default 128 MiB.
     public var workspaceBytes: Int
     /// Size of the guest's writable `/tmp`. Default 64 MiB.
     public var tmpBytes: Int
+    /// Output bytes delivered per stream (stdout, stderr) per process. Past
+    /// it, output is dropped and the process's `stdoutTruncated` or
+    /// `stderrTruncated` says so. Default 64 MiB.
+    public var outputBytesPerStream: Int
     /// How long `dispose()` waits after SIGTERM before it kills. Default 1 s.
     public var terminationGrace: Duration
 
-    public init(workspaceBytes: Int = 128 << 20, tmpBytes: Int = 64 << 20, terminationGrace: Duration = .seconds(1)) {
+    public init(
+        memoryBytes: Int? = 512 << 20, maxProcesses: Int? = 256, cpuTimePerProcess: Duration? = .seconds(3600),
+        openFilesPerProcess: Int = 4096, workspaceBytes: Int = 128 << 20, tmpBytes: Int = 64 << 20,
+        outputBytesPerStream: Int = 64 << 20, terminationGrace: Duration = .seconds(1)
+    ) {
+        self.memoryBytes = memoryBytes
+        self.maxProcesses = maxProcesses
+        self.cpuTimePerProcess = cpuTimePerProcess
+        self.openFilesPerProcess = openFilesPerProcess
         self.workspaceBytes = workspaceBytes
         self.tmpBytes = tmpBytes
+        self.outputBytesPerStream = outputBytesPerStream
         self.terminationGrace = terminationGrace
     }
 }

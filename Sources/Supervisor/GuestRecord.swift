@@ -9,6 +9,12 @@ import Glibc
 package enum GuestTermination: Sendable, Equatable {
     case exited(code: Int32)
     case signaled(signal: Int32)
+    /// The kernel's OOM killer ended it: the runtime's memory limit was reached.
+    case outOfMemory
+    /// Its wall-clock timeout passed and the supervisor killed it.
+    case timedOut
+    /// It used up its CPU-time limit (RLIMIT_CPU).
+    case cpuLimit
 
     init(waitStatus status: Int32) {
         if status & 0x7f == 0 {
@@ -39,6 +45,8 @@ package final class GuestRecord: Sendable {
         var stderrTail: [UInt8] = []
         var waiters: [CheckedContinuation<GuestTermination, Never>] = []
         var pumps: [StdioPump] = []
+        var timedOut = false
+        var truncated: Set<Int32> = []
     }
 
     private let state = Mutex(State())
@@ -53,18 +61,20 @@ package final class GuestRecord: Sendable {
     /// The last few KiB the guest wrote to stderr (for error reports).
     package var stderrTail: [UInt8] { state.withLock { $0.stderrTail } }
 
-    func attach(stdin: Int32, stdout: Int32, stderr: Int32,
+    func attach(stdin: Int32, stdout: Int32, stderr: Int32, outputLimit: Int,
                 onStdout: (@Sendable ([UInt8]) -> Void)?, onStderr: (@Sendable ([UInt8]) -> Void)?)
     {
         let stdoutPump = StdioPump(
-            fd: stdout, queue: queue, onChunk: { chunk in onStdout?(chunk) },
+            fd: stdout, queue: queue, limit: outputLimit, onChunk: { chunk in onStdout?(chunk) },
+            onTruncated: { [weak self] in self?.markTruncated(1) },
             onEnd: { [weak self] in self?.streamEnded() })
         let stderrPump = StdioPump(
-            fd: stderr, queue: queue,
+            fd: stderr, queue: queue, limit: outputLimit,
             onChunk: { [weak self] chunk in
                 self?.remember(stderr: chunk)
                 onStderr?(chunk)
             },
+            onTruncated: { [weak self] in self?.markTruncated(2) },
             onEnd: { [weak self] in self?.streamEnded() })
         state.withLock {
             $0.stdin = stdin
@@ -73,6 +83,15 @@ package final class GuestRecord: Sendable {
     }
 
     func started(pid: Int32) { state.withLock { $0.pid = pid } }
+
+    /// Marks that the supervisor is killing it for passing its timeout.
+    func markTimedOut() { state.withLock { $0.timedOut = true } }
+    var wasTimedOut: Bool { state.withLock { $0.timedOut } }
+
+    private func markTruncated(_ stream: Int32) { state.withLock { _ = $0.truncated.insert(stream) } }
+
+    /// True if output on stream 1 (stdout) or 2 (stderr) passed the cap and was dropped.
+    package func truncated(stream: Int32) -> Bool { state.withLock { $0.truncated.contains(stream) } }
 
     /// Records the exit; resolves waiters now or once the pipes drain.
     func ended(_ termination: GuestTermination) {

@@ -20,6 +20,16 @@ package struct SandboxConfiguration: Sendable {
     package var hostname = "sandbox"
     package var terminationGrace: Duration = .seconds(1)
     package var setupTimeout: Duration = .seconds(10)
+    /// cgroup memory limit for the whole sandbox; nil for none.
+    package var memoryBytes: UInt64? = 512 << 20
+    /// cgroup pids limit (processes and threads) for the whole sandbox; nil for none.
+    package var maxProcesses: Int? = 256
+    /// RLIMIT_CPU per guest process, in seconds; nil for none.
+    package var cpuSecondsPerProcess: UInt64? = 3600
+    /// RLIMIT_NOFILE per guest process.
+    package var openFiles: UInt64 = 4096
+    /// Output bytes delivered per stream per process; the rest is dropped.
+    package var outputBytesPerStream = 64 << 20
     package var logger = Logger(label: "secure-exec")
 
     package init() {}
@@ -34,6 +44,8 @@ package struct SpawnRequest: Sendable {
     package var workingDirectory = "/workspace"
     package var onStdout: (@Sendable ([UInt8]) -> Void)?
     package var onStderr: (@Sendable ([UInt8]) -> Void)?
+    /// Wall-clock limit; the guest is killed when it passes and ends `.timedOut`.
+    package var timeout: Duration?
 
     package init() {}
 }
@@ -53,6 +65,7 @@ package final class Sandbox: Sendable {
     let pidfd: Int32
     let netnsFD: Int32
     let lease: UIDRangeLease
+    let cgroup: SandboxCgroup?
     let queue: DispatchQueue
     let configuration: SandboxConfiguration
     private let control: Mutex<ControlChannel?> = Mutex(nil)
@@ -72,11 +85,15 @@ package final class Sandbox: Sendable {
         var initGone = false
     }
 
-    private init(initPID: Int32, pidfd: Int32, netnsFD: Int32, lease: UIDRangeLease, configuration: SandboxConfiguration) {
+    private init(
+        initPID: Int32, pidfd: Int32, netnsFD: Int32, lease: UIDRangeLease, cgroup: SandboxCgroup?,
+        configuration: SandboxConfiguration
+    ) {
         self.initPID = initPID
         self.pidfd = pidfd
         self.netnsFD = netnsFD
         self.lease = lease
+        self.cgroup = cgroup
         self.configuration = configuration
         self.queue = DispatchQueue(label: "secure-exec.sandbox.\(initPID)")
     }
@@ -99,6 +116,24 @@ package final class Sandbox: Sendable {
         let binds = try bindList(node: assets.node)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
+        let cgroup: SandboxCgroup?
+        if configuration.memoryBytes != nil || configuration.maxProcesses != nil {
+            do throws(SecureExecError) {
+                cgroup = try SandboxCgroup.create(
+                    name: "secure-exec-\(getpid())-\(lease.base >> 16)",
+                    memoryBytes: configuration.memoryBytes ?? UInt64(Int64.max),
+                    maxProcesses: configuration.maxProcesses ?? Int(Int32.max))
+            } catch {
+                lease.release()
+                throw error
+            }
+        } else {
+            cgroup = nil
+        }
+        func releaseEarly() {
+            cgroup?.remove()
+            lease.release()
+        }
 
         var pair: [Int32] = [-1, -1]
         guard se_seqpacket_pair(&pair) == 0 else {
@@ -114,20 +149,22 @@ package final class Sandbox: Sendable {
         guard nullFD >= 0, rootfsFD >= 0 else {
             let error = SystemCall.failure(.sandboxSetupFailed, "could not open \(assets.skeleton) or /dev/null", step: "open")
             pair.forEach(SystemCall.close)
-            lease.release()
+            releaseEarly()
             throw error
         }
+        let cgroupFD = cgroup?.cloneTarget.map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        defer { SystemCall.close(cgroupFD) }
 
         var pid: pid_t = 0
         var pidfd: Int32 = -1
         var syncFD: Int32 = -1
         var errorFD: Int32 = -1
-        let cloned = se_clone_sandbox(initFD, pair[1], nullFD, &pid, &pidfd, &syncFD, &errorFD)
+        let cloned = se_clone_sandbox(initFD, pair[1], nullFD, cgroupFD, &pid, &pidfd, &syncFD, &errorFD)
         let cloneErrno = errno
         SystemCall.close(pair[1])
         guard cloned == 0 else {
             SystemCall.close(pair[0])
-            lease.release()
+            releaseEarly()
             throw SystemCall.failure(
                 .sandboxSetupFailed, "clone3 into new namespaces failed", step: "clone3", errno: cloneErrno)
         }
@@ -138,7 +175,7 @@ package final class Sandbox: Sendable {
             var status: Int32 = 0
             while se_pidfd_reap(pidfd, &status) == 0 { usleep(1000) }
             [pidfd, pair[0], syncFD, errorFD].forEach(SystemCall.close)
-            lease.release()
+            releaseEarly()
             return error
         }
 
@@ -146,6 +183,11 @@ package final class Sandbox: Sendable {
         if se_write_id_maps(pid, 0, lease.base, UIDRangeLease.rangeSize, &failedMap) != 0 {
             let name = failedMap.map { String(cString: $0) } ?? "id map"
             throw abandonChild(SystemCall.failure(.sandboxSetupFailed, "could not write \(name)", step: "write \(name)"))
+        }
+        do throws(SecureExecError) {
+            try cgroup?.adopt(pid: pid)
+        } catch {
+            throw abandonChild(error)
         }
         var childStep: Int32 = 0
         var childErrno: Int32 = 0
@@ -163,7 +205,8 @@ package final class Sandbox: Sendable {
             throw abandonChild(SystemCall.failure(.sandboxSetupFailed, "could not open the sandbox's netns", step: "open netns"))
         }
 
-        let sandbox = Sandbox(initPID: pid, pidfd: pidfd, netnsFD: netnsFD, lease: lease, configuration: configuration)
+        let sandbox = Sandbox(
+            initPID: pid, pidfd: pidfd, netnsFD: netnsFD, lease: lease, cgroup: cgroup, configuration: configuration)
         let channel = ControlChannel(fd: pair[0], queue: sandbox.queue) { [weak sandbox] event in
             sandbox?.handle(event)
         }
@@ -178,12 +221,19 @@ package final class Sandbox: Sendable {
             "guest_gid=\(guestUID)",
             "hostname=\(configuration.hostname)",
         ]
-        for file in binds {
-            records.append("bind_host=\(file.hostPath)")
-            records.append("bind_guest=\(file.guestPath)")
+        var mountFDs: [Int32] = []
+        defer { mountFDs.forEach(SystemCall.close) }
+        do throws(SecureExecError) {
+            for mount in binds {
+                mountFDs.append(try mount.detach())
+                records.append("mount=\(mount.guestPath)")
+            }
+        } catch {
+            await sandbox.dispose()
+            throw error
         }
         do {
-            try channel.send(SE_REQ_CONFIG, records: records, fds: [rootfsFD])
+            try channel.send(SE_REQ_CONFIG, records: records, fds: [rootfsFD] + mountFDs)
             try await sandbox.awaitReady()
         } catch {
             await sandbox.dispose()
@@ -193,19 +243,22 @@ package final class Sandbox: Sendable {
         return sandbox
     }
 
-    /// node and exactly what its loader needs, each bound read-only.
-    private static func bindList(node: String) throws(SecureExecError) -> [RuntimeFile] {
-        let resolvedNode = (try? FileManager.default.destinationOfSymbolicLink(atPath: node)).map {
-            $0.hasPrefix("/") ? $0 : ((node as NSString).deletingLastPathComponent as NSString).appendingPathComponent($0)
-        } ?? node
-        var files = [RuntimeFile(hostPath: (resolvedNode as NSString).resolvingSymlinksInPath, guestPath: nodePath)]
+    /// node and exactly what its loader needs (read-only), and the device nodes.
+    private static func bindList(node: String) throws(SecureExecError) -> [HostMount] {
+        let resolvedNode = (node as NSString).resolvingSymlinksInPath
+        var files = [RuntimeFile(hostPath: resolvedNode, guestPath: nodePath)]
         files += try SharedLibraryResolver.runtimeFiles(forExecutable: node)
         // The guest's loader then searches exactly as the host's does (including
-        // ld.so.conf directories); only the files bound above exist to be found.
+        // ld.so.conf directories); only the files bound here exist to be found.
         if FileManager.default.fileExists(atPath: "/etc/ld.so.cache") {
             files.append(RuntimeFile(hostPath: "/etc/ld.so.cache", guestPath: "/etc/ld.so.cache"))
         }
-        return files
+        var mounts = files.map { HostMount(hostPath: $0.hostPath, guestPath: $0.guestPath, attributes: .runtime) }
+        // Device nodes cannot be made in a user namespace; the host's are bound instead.
+        for device in ["null", "zero", "full", "random", "urandom", "tty"] {
+            mounts.append(HostMount(hostPath: "/dev/\(device)", guestPath: "/dev/\(device)", attributes: .device))
+        }
+        return mounts
     }
 
     private static func childStepName(_ step: Int32) -> String {
@@ -271,13 +324,25 @@ package final class Sandbox: Sendable {
             entry?.1.resume(
                 returning: .failure(SystemCall.failure(.spawnFailed, "the guest could not be started", step: step, errno: errno)))
         case .exited(let pid, let status):
-            let record = state.withLock { $0.guests.removeValue(forKey: pid) }
-            record?.ended(GuestTermination(waitStatus: status))
+            guard let record = state.withLock({ $0.guests.removeValue(forKey: pid) }) else { return }
+            record.ended(classify(waitStatus: status, of: record))
         case .signalFailed:
             break  // the guest had already exited; its exit event is on its way
         case .closed:
             initGone()
         }
+    }
+
+    /// Says which limit ended a guest, when one did.
+    private func classify(waitStatus status: Int32, of record: GuestRecord) -> GuestTermination {
+        let raw = GuestTermination(waitStatus: status)
+        guard case .signaled(let signal) = raw else { return raw }
+        if signal == SIGXCPU { return .cpuLimit }
+        if signal == SIGKILL {
+            if record.wasTimedOut { return .timedOut }
+            if cgroup?.consumeOOMKill() == true { return .outOfMemory }
+        }
+        return raw
     }
 
     /// Init is gone (killed, crashed, or disposed): every guest died with it.
@@ -349,13 +414,19 @@ package final class Sandbox: Sendable {
             records += ["arg=--experimental-detect-module", "arg=\(entry)"]
         }
         records += request.arguments.map { "arg=\($0)" }
+        records.append("rlimit=\(RLIMIT_NOFILE.rawValue):\(configuration.openFiles):\(configuration.openFiles)")
+        records.append("rlimit=\(RLIMIT_CORE.rawValue):0:0")
+        if let cpu = configuration.cpuSecondsPerProcess {
+            // Soft: SIGXCPU (reported as the CPU limit); hard a second later: SIGKILL.
+            records.append("rlimit=\(RLIMIT_CPU.rawValue):\(cpu):\(cpu + 1)")
+        }
         var environment = ["PATH": "/usr/bin:/bin", "HOME": Self.workspace, "TMPDIR": "/tmp"]
         environment.merge(request.environment) { _, caller in caller }
         records += environment.sorted { $0.key < $1.key }.map { "env=\($0.key)=\($0.value)" }
 
         record.attach(
             stdin: stdin.write, stdout: stdout.read, stderr: stderr.read,
-            onStdout: request.onStdout, onStderr: request.onStderr)
+            outputLimit: configuration.outputBytesPerStream, onStdout: request.onStdout, onStderr: request.onStderr)
 
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Int32, SecureExecError>, Never>) in
             state.withLock { $0.pending[requestID] = (record, continuation) }
@@ -372,6 +443,14 @@ package final class Sandbox: Sendable {
             }
         }
         _ = try result.get()
+        if let timeout = request.timeout {
+            let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+            queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [weak self, weak record] in
+                guard let self, let record, record.isRunning else { return }
+                record.markTimedOut()
+                self.signal(record, SIGKILL)
+            }
+        }
         return record
     }
 
@@ -427,6 +506,7 @@ package final class Sandbox: Sendable {
             channel = nil
         }
         initGone()
+        cgroup?.remove()
         SystemCall.close(netnsFD)
         SystemCall.close(pidfd)
         lease.release()

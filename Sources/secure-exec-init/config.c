@@ -73,20 +73,18 @@ static int visit_config(void *context, const char *key, const char *value) {
         config->guest_gid = (unsigned)number;
     } else if (strcmp(key, "hostname") == 0) {
         config->hostname = strdup(value);
-    } else if (strcmp(key, "bind_host") == 0) {
-        struct bind_mount *grown = realloc(config->binds, (config->bind_count + 1) * sizeof *grown);
-        if (!grown) return -1;
-        config->binds = grown;
-        config->binds[config->bind_count].host_path = strdup(value);
-        config->binds[config->bind_count].guest_path = NULL;
-        config->bind_count++;
-    } else if (strcmp(key, "bind_guest") == 0) {
-        /* always follows its bind_host */
-        if (config->bind_count == 0 || config->binds[config->bind_count - 1].guest_path) {
+    } else if (strcmp(key, "mount") == 0) {
+        /* The n-th mount record owns the n-th descriptor after the skeleton's. */
+        if (config->bind_count >= config->received_count || value[0] != '/') {
             errno = EPROTO;
             return -1;
         }
-        config->binds[config->bind_count - 1].guest_path = strdup(value);
+        struct bind_mount *grown = realloc(config->binds, (config->bind_count + 1) * sizeof *grown);
+        if (!grown) return -1;
+        config->binds = grown;
+        config->binds[config->bind_count].guest_path = strdup(value);
+        config->binds[config->bind_count].fd = config->received_fds[config->bind_count];
+        config->bind_count++;
     } else {
         errno = EPROTO; /* unknown key: supervisor and init disagree */
         return -1;
@@ -94,19 +92,18 @@ static int visit_config(void *context, const char *key, const char *value) {
     return 0;
 }
 
-int parse_config(const char *payload, size_t length, int rootfs_fd, struct init_config *config,
+int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, struct init_config *config,
                  struct failure *failure) {
     memset(config, 0, sizeof *config);
     config->guest_uid = 1000;
     config->guest_gid = 1000;
-    config->rootfs_fd = rootfs_fd;
+    config->rootfs_fd = fds[0];
+    config->received_fds = fds + 1;
+    config->received_count = fd_count - 1;
     if (each_record(payload, length, visit_config, config) != 0) return fail(failure, "parse config");
-    for (size_t i = 0; i < config->bind_count; i++) {
-        if (!config->binds[i].guest_path || config->binds[i].guest_path[0] != '/' ||
-            config->binds[i].host_path[0] != '/') {
-            errno = EPROTO;
-            return fail(failure, "parse config: bind paths");
-        }
+    if (config->bind_count != config->received_count) {
+        errno = EPROTO;
+        return fail(failure, "parse config: one descriptor per mount");
     }
     if (!config->hostname || config->workspace_bytes == 0 || config->tmp_bytes == 0) {
         errno = EPROTO;

@@ -11,29 +11,35 @@
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /*
  * A guest's path from fork to exec, in order:
- *   signals back to default, new session, stdio, cwd; drop the capability
- *   bounding set and lock securebits while we still hold CAP_SETPCAP; switch
- *   to the guest uid/gid (which empties effective and permitted); clear
- *   inheritable and ambient; write the entry file with the guest's own
- *   credentials (a planted symlink can only hurt the guest itself);
- *   no_new_privs; seccomp; mark every other fd close-on-exec; exec node.
+ *   signals back to default, new session, stdio; open node (a path in the
+ *   read-only root, not the guest's to change); resource limits (only
+ *   ever lowered); drop the capability bounding set and lock securebits
+ *   while we still hold CAP_SETPCAP; switch to the guest uid/gid (which
+ *   empties effective and permitted); clear inheritable and ambient; then,
+ *   with the guest's own credentials, chdir and write the entry file (a
+ *   planted symlink can only lead where the guest could go anyway);
+ *   no_new_privs; seccomp; every fd but 0-2 close-on-exec; execveat node
+ *   from fd 3 (the one exec the seccomp filter allows when child processes
+ *   are denied).
  * A failure is written to the report pipe as (step index, errno).
  */
 
 static const char *const child_steps[] = {
     "unknown", "setsid", "stdio", "chdir", "drop bounding set", "securebits", "setgroups",
     "setresgid", "setresuid", "clear capabilities", "write entry file", "no_new_privs",
-    "seccomp", "close_range", "execve",
+    "seccomp", "close_range", "execveat", "open node", "setrlimit",
 };
 enum {
     STEP_SETSID = 1, STEP_STDIO, STEP_CHDIR, STEP_BOUNDING, STEP_SECUREBITS, STEP_SETGROUPS,
     STEP_SETGID, STEP_SETUID, STEP_CAPS, STEP_ENTRY, STEP_NNP, STEP_SECCOMP, STEP_CLOSE_RANGE, STEP_EXEC,
+    STEP_OPEN_EXE, STEP_RLIMIT,
 };
 
 static void child_fail(int report_fd, int step) {
@@ -81,7 +87,13 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     for (int fd = 0; fd < 3; fd++) {
         if (dup2(request->stdio[fd], fd) < 0) child_fail(report_fd, STEP_STDIO);
     }
-    if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
+    int exe = open(request->executable, O_PATH | O_CLOEXEC);
+    if (exe < 0) child_fail(report_fd, STEP_OPEN_EXE);
+    for (size_t i = 0; i < request->rlimit_count; i++) {
+        const struct guest_rlimit *limit = &request->rlimits[i];
+        struct rlimit value = {.rlim_cur = limit->soft, .rlim_max = limit->hard};
+        if (setrlimit(limit->resource, &value) != 0) child_fail(report_fd, STEP_RLIMIT);
+    }
 
     for (int cap = 0; cap <= CAP_LAST_CAP; cap++) {
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) child_fail(report_fd, STEP_BOUNDING);
@@ -98,6 +110,7 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     cap_free(empty);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, STEP_CAPS);
 
+    if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
     if (request->entry_path && write_entry(request->entry_path, request->code_fd) != 0)
         child_fail(report_fd, STEP_ENTRY);
 
@@ -105,8 +118,9 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     if (load_guest_filter() != 0) child_fail(report_fd, STEP_SECCOMP);
     /* Nothing but 0, 1 and 2 may reach node: not the control socket, not the
      * code memfd, not the report pipe (already close-on-exec). */
+    if (exe != GUEST_EXEC_FD && dup3(exe, GUEST_EXEC_FD, O_CLOEXEC) < 0) child_fail(report_fd, STEP_OPEN_EXE);
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, STEP_CLOSE_RANGE);
-    execve(request->executable, request->argv, request->envp);
+    syscall(SYS_execveat, GUEST_EXEC_FD, "", request->argv, request->envp, AT_EMPTY_PATH);
     child_fail(report_fd, STEP_EXEC);
 }
 

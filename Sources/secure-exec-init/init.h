@@ -19,9 +19,10 @@
 
 #define GUEST_ROOT_WORKSPACE "/workspace"
 
+/* A detached mount from the supervisor (open_tree) and where it goes. */
 struct bind_mount {
-    char *host_path;  /* as the host sees it, resolved under the old root */
-    char *guest_path; /* where it appears in the guest's root */
+    char *guest_path;
+    int fd;
 };
 
 struct init_config {
@@ -35,6 +36,8 @@ struct init_config {
     struct bind_mount *binds;
     size_t bind_count;
     int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */
+    int *received_fds; /* the config request's descriptors after rootfs_fd */
+    size_t received_count;
 };
 
 /* Where setup failed: reported to the supervisor in SE_EV_SETUP_FAILED. */
@@ -50,7 +53,7 @@ int fail(struct failure *failure, const char *step);
 int each_record(const char *payload, size_t length,
                 int (*visit)(void *context, const char *key, const char *value), void *context);
 
-int parse_config(const char *payload, size_t length, int rootfs_fd, struct init_config *config,
+int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, struct init_config *config,
                  struct failure *failure);
 
 /* rootfs.c: builds the guest's root and pivots into it. */
@@ -64,6 +67,16 @@ int prepare_guest_filter(const struct init_config *config, struct failure *failu
 int load_guest_filter(void);
 
 /* guest.c */
+
+/* The fd number a guest's node is exec'd from (execveat AT_EMPTY_PATH). */
+#define GUEST_EXEC_FD 3
+
+struct guest_rlimit {
+    int resource;
+    unsigned long long soft;
+    unsigned long long hard;
+};
+
 struct spawn_request {
     char **argv;
     char **envp;
@@ -72,6 +85,8 @@ struct spawn_request {
     const char *entry_path; /* where to write the code memfd, or NULL */
     int stdio[3];
     int code_fd; /* -1 when none */
+    const struct guest_rlimit *rlimits;
+    size_t rlimit_count;
 };
 /* Forks and execs a guest; returns its pid, or -1 with *failure set. */
 pid_t spawn_guest(const struct init_config *config, const struct spawn_request *request,

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -72,6 +73,8 @@ static ssize_t receive_request(struct se_request *header, char *payload, int *fd
 }
 
 struct spawn_records {
+    struct guest_rlimit rlimits[16];
+    size_t rlimit_count;
     char **argv;
     size_t argc;
     char **envp;
@@ -97,7 +100,16 @@ static int visit_spawn(void *context, const char *key, const char *value) {
     if (strcmp(key, "cwd") == 0) records->cwd = value;
     else if (strcmp(key, "entry") == 0) records->entry = value;
     else if (strcmp(key, "exe") == 0) records->executable = value;
-    else {
+    else if (strcmp(key, "rlimit") == 0) {
+        /* "resource:soft:hard", numbers as the kernel knows them */
+        struct guest_rlimit limit;
+        if (records->rlimit_count == sizeof records->rlimits / sizeof *records->rlimits ||
+            sscanf(value, "%d:%llu:%llu", &limit.resource, &limit.soft, &limit.hard) != 3) {
+            errno = EPROTO;
+            return -1;
+        }
+        records->rlimits[records->rlimit_count++] = limit;
+    } else {
         errno = EPROTO;
         return -1;
     }
@@ -121,6 +133,8 @@ static void handle_spawn(const struct init_config *config, const struct se_reque
             .entry_path = records.entry,
             .stdio = {fds[0], fds[1], fds[2]},
             .code_fd = records.entry ? fds[3] : -1,
+            .rlimits = records.rlimits,
+            .rlimit_count = records.rlimit_count,
         };
         pid_t pid = spawn_guest(config, &request, &failure);
         if (pid < 0) {
@@ -206,12 +220,14 @@ static int setup(struct init_config *config, struct failure *failure) {
     int fds[SE_MAX_REQUEST_FDS];
     size_t fd_count = 0;
     ssize_t length = receive_request(&header, payload, fds, &fd_count);
-    if (length < 0 || header.type != SE_REQ_CONFIG || fd_count != 1) {
+    if (length < 0 || header.type != SE_REQ_CONFIG || fd_count < 1) {
         if (length >= 0) errno = EPROTO;
         for (size_t i = 0; length >= 0 && i < fd_count; i++) close(fds[i]);
         return fail(failure, "receive config");
     }
-    if (parse_config(payload, (size_t)length, fds[0], config, failure) != 0) return -1;
+    static int config_fds[SE_MAX_REQUEST_FDS];
+    memcpy(config_fds, fds, fd_count * sizeof *fds);
+    if (parse_config(payload, (size_t)length, config_fds, fd_count, config, failure) != 0) return -1;
     if (bring_up_loopback(failure) != 0) return -1;
     if (sethostname(config->hostname, strlen(config->hostname)) != 0) return fail(failure, "sethostname");
     if (build_guest_root(config, failure) != 0) return -1;

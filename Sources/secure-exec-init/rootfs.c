@@ -10,7 +10,6 @@
 #include <sys/mount.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,21 +17,22 @@
  * The guest's root, built in this order (each step's reason beside it):
  *
  *  1. make every mount private: nothing we do may propagate to the host;
- *  2. mount a scratch tmpfs over /tmp and pivot into it, so the host's root
- *     sits at /oldroot and the host's own /tmp is visible again beneath it;
- *  3. mount the guest's root tmpfs at /newroot and fill it: the rootfs/
- *     skeleton (copied), read-only binds of node and its libraries, a minimal
- *     /dev, a private /proc with its dangerous files masked, and size-limited
- *     writable tmpfs for the workspace and /tmp;
- *  4. remount the guest's root read-only;
- *  5. pivot_root into it and detach the old root, so no host path is left.
+ *  2. mount the guest's root tmpfs over /tmp (our private copy of it) and
+ *     fill it: the rootfs/ skeleton (copied from a directory descriptor),
+ *     a minimal /dev, a private /proc with its dangerous files masked,
+ *     size-limited writable tmpfs for the workspace and /tmp, and every
+ *     detached mount the supervisor sent (node, its libraries, the device
+ *     nodes, the caller's host mounts), attached with move_mount;
+ *  3. remount /dev and the guest's root read-only;
+ *  4. pivot_root into it and detach the old root, so no host path is left.
  *
- * Paths below are resolved before any guest exists, in a root only this
- * process can write, so no guest-controlled symlink can be on them.
+ * Init never resolves a host path: the supervisor opened every host file
+ * and directory itself (open_tree) and sent descriptors. Paths below are
+ * resolved before any guest exists, in a root only this process can write,
+ * so no guest-controlled symlink can be on them.
  */
 
-#define OLD_ROOT "/oldroot"
-#define NEW_ROOT "/newroot"
+#define NEW_ROOT "/tmp"
 
 static int join(char *out, size_t size, const char *prefix, const char *path) {
     int written = snprintf(out, size, "%s%s", prefix, path);
@@ -72,39 +72,13 @@ static int make_mount_point(const char *target, int directory) {
     return 0;
 }
 
-/* Flags a bind remount must keep: the kernel refuses to clear locked ones. */
-static unsigned long locked_flags(const char *path) {
-    struct statvfs info;
-    unsigned long flags = 0;
-    if (statvfs(path, &info) != 0) return 0;
-    if (info.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
-    if (info.f_flag & ST_NOSUID) flags |= MS_NOSUID;
-    if (info.f_flag & ST_NODEV) flags |= MS_NODEV;
-    if (info.f_flag & ST_RDONLY) flags |= MS_RDONLY;
-    return flags;
-}
-
-static int bind_read_only(const char *source, const char *target, unsigned long extra,
-                          struct failure *failure) {
+/* Attaches a detached mount (from open_tree in the supervisor) at target. */
+static int attach(int tree, const char *target, struct failure *failure) {
     struct stat info;
-    if (stat(source, &info) != 0) return fail(failure, "stat bind source");
-    if (make_mount_point(target, S_ISDIR(info.st_mode)) != 0) return fail(failure, "create bind target");
-    if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) return fail(failure, "bind mount");
-    unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra | locked_flags(target);
-    if (mount(NULL, target, NULL, flags, NULL) != 0) return fail(failure, "remount bind read-only");
-    return 0;
-}
-
-/* Device nodes cannot be made in a user namespace; bind the host's instead. */
-static int bind_device(const char *name, struct failure *failure) {
-    char source[PATH_MAX], target[PATH_MAX];
-    if (join(source, sizeof source, OLD_ROOT "/dev/", name) != 0 ||
-        join(target, sizeof target, NEW_ROOT "/dev/", name) != 0)
-        return fail(failure, "device path");
-    if (make_mount_point(target, 0) != 0) return fail(failure, "create device node target");
-    if (mount(source, target, NULL, MS_BIND, NULL) != 0) return fail(failure, "bind device");
-    unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | locked_flags(target);
-    if (mount(NULL, target, NULL, flags, NULL) != 0) return fail(failure, "remount device");
+    if (fstat(tree, &info) != 0) return fail(failure, "stat detached mount");
+    if (make_mount_point(target, S_ISDIR(info.st_mode)) != 0) return fail(failure, "create mount point");
+    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        return fail(failure, "move_mount");
     return 0;
 }
 
@@ -112,10 +86,6 @@ static int build_dev(struct failure *failure) {
     if (mkdir(NEW_ROOT "/dev", 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir /dev");
     if (mount("tmpfs", NEW_ROOT "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
         return fail(failure, "mount /dev tmpfs");
-    static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
-    for (size_t i = 0; i < sizeof devices / sizeof *devices; i++) {
-        if (bind_device(devices[i], failure) != 0) return -1;
-    }
     static const char *const links[][2] = {
         {"/proc/self/fd", NEW_ROOT "/dev/fd"},
         {"/proc/self/fd/0", NEW_ROOT "/dev/stdin"},
@@ -125,8 +95,6 @@ static int build_dev(struct failure *failure) {
     for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
         if (symlink(links[i][0], links[i][1]) != 0) return fail(failure, "symlink in /dev");
     }
-    if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
-        return fail(failure, "remount /dev read-only");
     return 0;
 }
 
@@ -152,7 +120,7 @@ static int build_proc(struct failure *failure) {
         char path[PATH_MAX];
         if (join(path, sizeof path, NEW_ROOT "/proc/", masked[i]) != 0) return fail(failure, "proc path");
         if (access(path, F_OK) != 0) continue;
-        if (mount(OLD_ROOT "/dev/null", path, NULL, MS_BIND, NULL) != 0) return fail(failure, "mask /proc file");
+        if (mount(NEW_ROOT "/dev/null", path, NULL, MS_BIND, NULL) != 0) return fail(failure, "mask /proc file");
     }
     static const char *const hidden_dirs[] = {"acpi", "scsi", "asound"};
     for (size_t i = 0; i < sizeof hidden_dirs / sizeof *hidden_dirs; i++) {
@@ -244,15 +212,6 @@ static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
 
 int build_guest_root(const struct init_config *config, struct failure *failure) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail(failure, "make mounts private");
-
-    /* Scratch root: lets us hold the host's root at /oldroot while building. */
-    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0)
-        return fail(failure, "mount scratch tmpfs");
-    if (chdir("/tmp") != 0) return fail(failure, "chdir scratch");
-    if (mkdir("newroot", 0755) != 0 || mkdir("oldroot", 0755) != 0) return fail(failure, "mkdir scratch dirs");
-    if (syscall(SYS_pivot_root, ".", "oldroot") != 0) return fail(failure, "pivot_root into scratch");
-    if (chdir("/") != 0) return fail(failure, "chdir /");
-
     if (mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
         return fail(failure, "mount guest root tmpfs");
 
@@ -262,27 +221,32 @@ int build_guest_root(const struct init_config *config, struct failure *failure) 
     close(dest);
     if (copied != 0) return -1;
 
-    for (size_t i = 0; i < config->bind_count; i++) {
-        char source[PATH_MAX], target[PATH_MAX];
-        if (join(source, sizeof source, OLD_ROOT, config->binds[i].host_path) != 0 ||
-            join(target, sizeof target, NEW_ROOT, config->binds[i].guest_path) != 0)
-            return fail(failure, "bind path");
-        if (bind_read_only(source, target, 0, failure) != 0) return -1;
-    }
-
     if (build_dev(failure) != 0) return -1;
-    if (build_proc(failure) != 0) return -1;
     if (mount_writable(NEW_ROOT GUEST_ROOT_WORKSPACE, config->workspace_bytes, "0755", config, failure) != 0)
         return -1;
     if (mount_writable(NEW_ROOT "/tmp", config->tmp_bytes, "1777", config, failure) != 0) return -1;
+
+    /* After the writable areas, so a host mount may sit inside one
+     * (e.g. /workspace/node_modules). */
+    for (size_t i = 0; i < config->bind_count; i++) {
+        char target[PATH_MAX];
+        if (join(target, sizeof target, NEW_ROOT, config->binds[i].guest_path) != 0)
+            return fail(failure, "mount target path");
+        if (attach(config->binds[i].fd, target, failure) != 0) return -1;
+        close(config->binds[i].fd);
+    }
+    if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
+        return fail(failure, "remount /dev read-only");
+    /* /proc last: its masks bind the guest's /dev/null. */
+    if (build_proc(failure) != 0) return -1;
 
     if (mount(NULL, NEW_ROOT, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
         return fail(failure, "remount guest root read-only");
 
     /* pivot_root(".", ".") stacks the old root on top of the new one; the
-     * lazy unmount then removes it, host root and scratch alike. */
+     * lazy unmount then removes it and everything of the host's under it. */
     if (chdir(NEW_ROOT) != 0) return fail(failure, "chdir guest root");
-    if (syscall(SYS_pivot_root, ".", ".") != 0) return fail(failure, "pivot_root into guest root");
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return fail(failure, "pivot_root");
     if (umount2(".", MNT_DETACH) != 0) return fail(failure, "detach old root");
     if (chdir("/") != 0) return fail(failure, "chdir / in guest root");
     return 0;

@@ -2,100 +2,173 @@
 #include "init.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef TIOCLINUX
+#define TIOCLINUX 0x541C
+#endif
+
 /*
- * The seccomp filter every guest runs under, built once in init and loaded
- * in each guest between fork and exec. Denied calls fail with EPERM (never
- * kill), so node reports a clear error instead of dying. Calls of another
- * architecture (i386 via int 0x80, x32) are killed by libseccomp's
- * bad-architecture action.
+ * The seccomp filters every guest runs under, built once in init and loaded
+ * in each guest between fork and exec.
+ *
+ * The main filter is an allow-list: a call not named here fails with EPERM
+ * (never a kill, so node reports a clear error). It is our own list of what
+ * node and libuv use, in the spirit of Docker's default profile: threads,
+ * memory, files, epoll, timers, signals, sockets as the network permission
+ * allows. Left out on purpose, so denied: mount and the new mount API,
+ * pivot_root, chroot, unshare, setns, ptrace, process_vm_*, kcmp, bpf,
+ * perf_event_open, userfaultfd, keyctl and friends, io_uring (libuv falls
+ * back to its thread pool), module loading, kexec, open_by_handle_at,
+ * reboot, swap, acct, clock and time setting, syslog, iopl/ioperm,
+ * quotactl, setuid and friends, sethostname, and anything newer than this
+ * list. Calls of another architecture (i386 via int 0x80, x32) are killed
+ * by libseccomp's bad-architecture action.
+ *
+ * libseccomp 2.5 cannot compare one argument twice in a rule, so the ioctl
+ * denials (TIOCSTI, TIOCLINUX, matched on the low 32 bits the kernel reads)
+ * live in a second, default-allow filter stacked on the first: the kernel
+ * applies the stricter answer of the two.
  */
 
-static scmp_filter_ctx guest_filter;
+static scmp_filter_ctx allow_filter;
+static scmp_filter_ctx ioctl_filter;
 
-/* Reaches kernel attack surface or escapes the namespaces; no node program needs it. */
-static const char *const denied_calls[] = {
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-    "bpf", "perf_event_open", "userfaultfd",
-    "keyctl", "add_key", "request_key",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-    "open_by_handle_at", "name_to_handle_at",
-    "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "syslog", "vhangup", "iopl", "ioperm", "lookup_dcookie", "nfsservctl", "uselib",
-    "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "mount_setattr",
-    "sethostname", "setdomainname", "pidfd_getfd",
+static const char *const allowed_calls[] = {
+    /* threads, processes we already are, scheduling */
+    "exit", "exit_group", "wait4", "waitid", "kill", "tgkill", "tkill", "getpid", "getppid", "gettid",
+    "getpgid", "getpgrp", "getsid", "setpgid", "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
+    "futex", "futex_waitv", "futex_wait", "futex_wake", "futex_requeue", "sched_yield", "sched_getaffinity",
+    "sched_setaffinity", "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr",
+    "sched_setattr", "getpriority", "setpriority", "prctl", "arch_prctl", "getrusage", "times", "capget",
+    "capset", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
+    "ioprio_get", "ioprio_set", "pidfd_open", "pidfd_send_signal", "seccomp", "landlock_create_ruleset",
+    "landlock_add_rule", "landlock_restrict_self",
+    /* signals */
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "rt_sigpending", "rt_sigtimedwait",
+    "rt_sigqueueinfo", "rt_tgsigqueueinfo", "sigaltstack", "signalfd", "signalfd4", "pause", "alarm",
+    "restart_syscall",
+    /* memory */
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mlock", "mlock2", "munlock", "mlockall",
+    "munlockall", "mincore", "msync", "membarrier", "pkey_alloc", "pkey_free", "pkey_mprotect",
+    "memfd_create", "get_mempolicy", "set_mempolicy", "mbind", "mseal", "process_madvise",
+    /* files and descriptors */
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+    "open", "openat", "openat2", "creat", "close", "close_range", "lseek", "fstat", "stat", "lstat",
+    "newfstatat", "statx", "statfs", "fstatfs", "access", "faccessat", "faccessat2", "readlink",
+    "readlinkat", "getdents", "getdents64", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename",
+    "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat",
+    "fchmodat2", "chown", "fchown", "lchown", "fchownat", "truncate", "ftruncate", "fallocate", "fadvise64",
+    "fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "utime", "utimes", "utimensat", "futimesat",
+    "getcwd", "chdir", "fchdir", "dup", "dup2", "dup3", "fcntl", "flock", "umask", "sendfile",
+    "copy_file_range", "splice", "tee", "vmsplice", "pipe", "pipe2", "ioctl", "getxattr", "lgetxattr",
+    "fgetxattr", "listxattr", "llistxattr", "flistxattr", "readahead",
+    /* waiting and timers */
+    "poll", "ppoll", "select", "pselect6", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait",
+    "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2", "timerfd_create", "timerfd_settime",
+    "timerfd_gettime", "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "clock_gettime", "clock_getres", "clock_nanosleep", "gettimeofday", "time", "nanosleep", "getitimer",
+    "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
+    /* what the system is */
+    "uname", "sysinfo", "getrlimit", "setrlimit", "prlimit64", "ugetrlimit", "getcpu", "getrandom",
+    /* sockets; which families may be created is decided below */
+    "socketpair", "bind", "listen", "accept", "accept4", "connect", "getsockname", "getpeername", "sendto",
+    "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown", "setsockopt", "getsockopt",
 };
 
-static int deny(int syscall_number, unsigned count, const struct scmp_arg_cmp *compare) {
-    return seccomp_rule_add_array(guest_filter, SCMP_ACT_ERRNO(EPERM), syscall_number, count, compare);
+#define ARRAY_COUNT(array) (sizeof(array) / sizeof *(array))
+
+static int allow(int number, unsigned count, const struct scmp_arg_cmp *compare) {
+    return seccomp_rule_add_array(allow_filter, SCMP_ACT_ALLOW, number, count, compare);
+}
+
+static const unsigned long namespace_flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
+                                             CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWTIME;
+
+static int add_process_rules(const struct init_config *config) {
+    int rc;
+    /* clone3 passes its flags in memory a filter cannot read: answer ENOSYS
+     * so glibc falls back to clone, whose flags we can check. */
+    rc = seccomp_rule_add(allow_filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc) return rc;
+    if (config->child_process_allowed) {
+        /* Any process or thread, but never in new namespaces. */
+        struct scmp_arg_cmp no_namespaces = SCMP_A0(SCMP_CMP_MASKED_EQ, namespace_flags, 0);
+        if ((rc = allow(SCMP_SYS(clone), 1, &no_namespaces))) return rc;
+        if ((rc = allow(SCMP_SYS(fork), 0, NULL))) return rc;
+        if ((rc = allow(SCMP_SYS(vfork), 0, NULL))) return rc;
+        if ((rc = allow(SCMP_SYS(execve), 0, NULL))) return rc;
+        if ((rc = allow(SCMP_SYS(execveat), 0, NULL))) return rc;
+        return 0;
+    }
+    /* Threads only: CLONE_THREAD set, no namespace flag. */
+    struct scmp_arg_cmp thread_only = SCMP_A0(SCMP_CMP_MASKED_EQ, namespace_flags | CLONE_THREAD, CLONE_THREAD);
+    if ((rc = allow(SCMP_SYS(clone), 1, &thread_only))) return rc;
+    /* The one exec that starts node: execveat(3, "", ..., AT_EMPTY_PATH).
+     * Afterwards a guest could only re-exec node itself the same way, since
+     * every other executable file is on a noexec mount or absent. */
+    struct scmp_arg_cmp start[2] = {SCMP_A0(SCMP_CMP_EQ, GUEST_EXEC_FD),
+                                    SCMP_A4(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH)};
+    return allow(SCMP_SYS(execveat), 2, start);
+}
+
+static int add_socket_rules(const struct init_config *config) {
+    int rc;
+    struct scmp_arg_cmp unix_family = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+    if ((rc = allow(SCMP_SYS(socket), 1, &unix_family))) return rc;
+    /* Netlink for routing queries only (getifaddrs, os.networkInterfaces). */
+    struct scmp_arg_cmp route[2] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_EQ, 0)};
+    if ((rc = allow(SCMP_SYS(socket), 2, route))) return rc;
+    if (!config->network_allowed) return 0; /* no IPv4 or IPv6 socket at all */
+    static const int families[] = {AF_INET, AF_INET6};
+    static const int types[] = {SOCK_STREAM, SOCK_DGRAM};
+    for (size_t f = 0; f < ARRAY_COUNT(families); f++) {
+        for (size_t t = 0; t < ARRAY_COUNT(types); t++) {
+            /* The type's low bits without SOCK_NONBLOCK/SOCK_CLOEXEC: never SOCK_RAW. */
+            struct scmp_arg_cmp rule[2] = {SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[f]),
+                                           SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (scmp_datum_t)types[t])};
+            if ((rc = allow(SCMP_SYS(socket), 2, rule))) return rc;
+        }
+    }
+    return 0;
 }
 
 int prepare_guest_filter(const struct init_config *config, struct failure *failure) {
-    guest_filter = seccomp_init(SCMP_ACT_ALLOW);
-    if (!guest_filter) return fail(failure, "seccomp_init");
+    allow_filter = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+    ioctl_filter = seccomp_init(SCMP_ACT_ALLOW);
+    if (!allow_filter || !ioctl_filter) return fail(failure, "seccomp_init");
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof denied_calls / sizeof *denied_calls; i++) {
-        int number = seccomp_syscall_resolve_name(denied_calls[i]);
+    for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(allowed_calls); i++) {
+        int number = seccomp_syscall_resolve_name(allowed_calls[i]);
         if (number == __NR_SCMP_ERROR) continue; /* not on this architecture */
-        rc = seccomp_rule_add(guest_filter, SCMP_ACT_ERRNO(EPERM), number, 0);
+        rc = allow(number, 0, NULL);
     }
-
-    /* clone3 passes its flags in memory a filter cannot read: answer ENOSYS so
-     * glibc falls back to clone, whose flags we can check. */
-    if (rc == 0) rc = seccomp_rule_add(guest_filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    static const unsigned long namespace_flags[] = {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID,
-                                                    CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWTIME};
-    for (size_t i = 0; rc == 0 && i < sizeof namespace_flags / sizeof *namespace_flags; i++) {
-        struct scmp_arg_cmp flag = SCMP_A0(SCMP_CMP_MASKED_EQ, namespace_flags[i], namespace_flags[i]);
-        rc = deny(SCMP_SYS(clone), 1, &flag);
-    }
-
-    /* TIOCSTI pushes input into a terminal; compare only the low 32 bits the
-     * kernel looks at, so a command with high bits set cannot slip past. */
+    /* personality: only PER_LINUX and the query value; no changing execution domains. */
     if (rc == 0) {
-        struct scmp_arg_cmp command = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, TIOCSTI);
-        rc = deny(SCMP_SYS(ioctl), 1, &command);
-    }
-
-    /* Sockets: never raw packets; netlink only for routing (getifaddrs). */
-    if (rc == 0) {
-        struct scmp_arg_cmp family = SCMP_A0(SCMP_CMP_EQ, AF_PACKET);
-        rc = deny(SCMP_SYS(socket), 1, &family);
+        struct scmp_arg_cmp linux_domain = SCMP_A0(SCMP_CMP_EQ, 0);
+        rc = allow(SCMP_SYS(personality), 1, &linux_domain);
     }
     if (rc == 0) {
-        struct scmp_arg_cmp rule[2] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_NE, 0)};
-        rc = deny(SCMP_SYS(socket), 2, rule);
+        struct scmp_arg_cmp query = SCMP_A0(SCMP_CMP_EQ, 0xffffffffUL);
+        rc = allow(SCMP_SYS(personality), 1, &query);
     }
-    static const int inet_families[] = {AF_INET, AF_INET6};
-    for (size_t i = 0; rc == 0 && i < 2; i++) {
-        if (config->network_allowed) {
-            struct scmp_arg_cmp rule[2] = {SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)inet_families[i]),
-                                           SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW)};
-            rc = deny(SCMP_SYS(socket), 2, rule);
-        } else {
-            /* Network denied: no IPv4 or IPv6 socket at all. */
-            struct scmp_arg_cmp rule = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)inet_families[i]);
-            rc = deny(SCMP_SYS(socket), 1, &rule);
-        }
-    }
+    if (rc == 0) rc = add_process_rules(config);
+    if (rc == 0) rc = add_socket_rules(config);
 
-    /* Child processes denied: no fork, no vfork, no clone without CLONE_THREAD.
-     * Threads (libuv's pool, worker_threads) keep working. */
-    if (rc == 0 && !config->child_process_allowed) {
-        rc = deny(SCMP_SYS(fork), 0, NULL);
-        if (rc == 0) rc = deny(SCMP_SYS(vfork), 0, NULL);
-        struct scmp_arg_cmp not_thread = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0);
-        if (rc == 0) rc = deny(SCMP_SYS(clone), 1, &not_thread);
+    static const unsigned long denied_ioctls[] = {TIOCSTI, TIOCLINUX};
+    for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(denied_ioctls); i++) {
+        struct scmp_arg_cmp command = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, denied_ioctls[i]);
+        rc = seccomp_rule_add_array(ioctl_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1, &command);
     }
-
     if (rc != 0) {
         errno = -rc;
         return fail(failure, "seccomp_rule_add");
@@ -104,7 +177,8 @@ int prepare_guest_filter(const struct init_config *config, struct failure *failu
 }
 
 int load_guest_filter(void) {
-    int rc = seccomp_load(guest_filter);
+    int rc = seccomp_load(ioctl_filter);
+    if (rc == 0) rc = seccomp_load(allow_filter);
     if (rc != 0) {
         errno = -rc;
         return -1;

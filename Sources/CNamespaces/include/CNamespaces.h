@@ -7,5 +7,6 @@
 #include "se_netns.h"
 #include "se_pidfd.h"
 #include "se_fd.h"
+#include "se_mount.h"
 
 #endif

@@ -14,11 +14,14 @@
  * executes init_fd (an executable memfd) with execveat(AT_EMPTY_PATH). A
  * failure there is written as two ints (step, errno) to the error pipe.
  *
+ * With cgroup_fd >= 0 (a cgroup v2 directory) the child starts in that
+ * cgroup (CLONE_INTO_CGROUP), so nothing it runs is ever outside it.
+ *
  * On success returns 0 and fills *pid_out, *pidfd_out, *sync_fd_out (write end
  * of the release pipe) and *error_fd_out (read end of the error pipe). On
  * failure returns -1 with errno set and nothing to close.
  */
-int se_clone_sandbox(int init_fd, int control_fd, int null_fd,
+int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd,
                      pid_t *_Nonnull pid_out, int *_Nonnull pidfd_out,
                      int *_Nonnull sync_fd_out, int *_Nonnull error_fd_out);
 

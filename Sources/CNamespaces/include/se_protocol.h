@@ -15,11 +15,12 @@
 #define SE_CONTROL_FD 3
 /* Largest request record, header included. Spawn payloads (argv, env) must fit. */
 #define SE_MAX_REQUEST (64 * 1024)
-/* Most descriptors one request carries (spawn: stdin, stdout, stderr, code). */
-#define SE_MAX_REQUEST_FDS 8
+/* Most descriptors one request carries (config: skeleton + one per mount). */
+#define SE_MAX_REQUEST_FDS 128
 
 enum se_request_type {
-    /* First record: how to build the sandbox. fds: [rootfs skeleton dir]. */
+    /* First record: how to build the sandbox. fds: [rootfs skeleton dir,
+     * then one detached mount (open_tree) per "mount=" record, in order]. */
     SE_REQ_CONFIG = 1,
     /* Start a guest. fds: [stdin, stdout, stderr] and optionally [code memfd]. */
     SE_REQ_SPAWN = 2,
