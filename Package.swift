@@ -8,10 +8,12 @@ let package = Package(
         .library(name: "SecureExec", targets: ["SecureExec"]),
         .executable(name: "secure-exec-init", targets: ["secure-exec-init"]),
         .executable(name: "dev-server-example", targets: ["DevServerExample"]),
+        .executable(name: "secure-exec", targets: ["secure-exec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // Only the syscalls Swift cannot make safely: clone3 + exec, setns, SCM_RIGHTS, pidfd.
@@ -45,6 +47,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/SecureExec"
+        ),
+        // The ops CLI, over the public API only.
+        .executableTarget(
+            name: "secure-exec",
+            dependencies: [
+                "SecureExec",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/secure-exec"
         ),
         .executableTarget(
             name: "DevServerExample",

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Supervisor
 
@@ -45,14 +46,20 @@ public final class NodeRuntime: Sendable {
     /// - Parameters:
     ///   - permissions: merged over the defaults (everything denied).
     ///   - limits: sizes and grace periods.
+    ///   - mounts: host files or directories to show in the sandbox (read-only by default).
+    ///   - nodeModules: a host `node_modules` directory, mounted read-only at
+    ///     `/workspace/node_modules` where Node's resolution finds it from the workspace.
     ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH).
     ///   - logger: where SecureExec logs (it never bootstraps logging itself).
     /// - Throws: `.unsupportedHost` (not root, node or init missing), `.sandboxSetupFailed`
     ///   naming the step and errno, `.invalidArgument` for bad limits.
     public static func create(
-        permissions: Permissions = Permissions(), limits: Limits = Limits(), node: String? = nil,
-        logger: Logger = Logger(label: "secure-exec")
+        permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
+        nodeModules: String? = nil, node: String? = nil, logger: Logger = Logger(label: "secure-exec")
     ) async throws(SecureExecError) -> NodeRuntime {
+        var allMounts = mounts
+        if let nodeModules { allMounts.append(Mount(host: nodeModules, guest: "/workspace/node_modules")) }
+        let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
         guard limits.workspaceBytes >= 1 << 20, limits.tmpBytes >= 1 << 20 else {
             throw SecureExecError(.invalidArgument, "workspace and /tmp must be at least 1 MiB", step: "limits")
         }
@@ -84,6 +91,7 @@ public final class NodeRuntime: Sendable {
         configuration.cpuSecondsPerProcess = limits.cpuTimePerProcess.map { UInt64($0.components.seconds) }
         configuration.openFiles = UInt64(limits.openFilesPerProcess)
         configuration.outputBytesPerStream = limits.outputBytesPerStream
+        configuration.mounts = hostMounts
         configuration.node = node
         configuration.logger = logger
         let sandbox = try await Sandbox.create(configuration)
@@ -216,6 +224,32 @@ public final class NodeRuntime: Sendable {
     /// call from several tasks at once.
     public func dispose() async {
         await sandbox.dispose()
+    }
+
+    /// Guest areas a host mount may go into.
+    static let mountableAreas = ["/workspace", "/tmp", "/mnt"]
+
+    static func validate(_ mount: Mount) throws(SecureExecError) -> HostMount {
+        var isDirectory: ObjCBool = false
+        guard mount.host.hasPrefix("/"), FileManager.default.fileExists(atPath: mount.host, isDirectory: &isDirectory)
+        else {
+            throw SecureExecError(
+                .invalidArgument, "host path \(mount.host.debugDescription) does not exist (or is not absolute)",
+                step: "validate mount")
+        }
+        let components = mount.guest.split(separator: "/", omittingEmptySubsequences: false)
+        let inArea = mountableAreas.contains { mount.guest.hasPrefix($0 + "/") }
+        guard mount.guest.hasPrefix("/"), inArea, !components.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+            !mount.guest.contains("\0")
+        else {
+            throw SecureExecError(
+                .invalidArgument,
+                "guest path \(mount.guest.debugDescription) must be an absolute, normalized path below /workspace, /tmp or /mnt",
+                step: "validate mount")
+        }
+        var attributes: HostMount.Attributes = [.noSetuid, .noDevices]
+        if mount.readOnly { attributes.insert(.readOnly) }
+        return HostMount(hostPath: mount.host, guestPath: mount.guest, attributes: attributes)
     }
 
     static func validate(port: Int) throws(SecureExecError) {

@@ -62,3 +62,23 @@ public struct Limits: Sendable, Hashable {
         self.terminationGrace = terminationGrace
     }
 }
+
+/// A host file or directory made visible in the sandbox.
+///
+/// Read-only unless asked otherwise; never setuid, never device files. The
+/// guest path must be absolute, without `..`, and inside `/workspace`, `/tmp`
+/// or `/mnt`. Inside, files keep their host owners (shown as `nobody` unless
+/// the owner is mapped), and the guest writes as its own unprivileged host
+/// uid, so a read-write mount needs files the guest may write (e.g. mode 0777)
+/// — SecureExec never changes host files' owners or modes.
+public struct Mount: Sendable, Hashable {
+    public var host: String
+    public var guest: String
+    public var readOnly: Bool
+
+    public init(host: String, guest: String, readOnly: Bool = true) {
+        self.host = host
+        self.guest = guest
+        self.readOnly = readOnly
+    }
+}

@@ -30,6 +30,8 @@ package struct SandboxConfiguration: Sendable {
     package var openFiles: UInt64 = 4096
     /// Output bytes delivered per stream per process; the rest is dropped.
     package var outputBytesPerStream = 64 << 20
+    /// The caller's host mounts, already validated.
+    package var mounts: [HostMount] = []
     package var logger = Logger(label: "secure-exec")
 
     package init() {}
@@ -113,7 +115,7 @@ package final class Sandbox: Sendable {
                 step: "check privileges")
         }
         let assets = try RuntimeAssets.locate(node: configuration.node)
-        let binds = try bindList(node: assets.node)
+        let binds = try bindList(node: assets.node) + configuration.mounts
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
         let cgroup: SandboxCgroup?
