@@ -14,3 +14,9 @@ int se_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int se_unix_stream_socket(void) { return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); }
 
 int se_seqpacket_pair(int *fds) { return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds); }
+
+int se_stream_pair(int *fds) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
+
+long se_send_nonblocking(int fd, const void *bytes, unsigned long length) {
+    return send(fd, bytes, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+}

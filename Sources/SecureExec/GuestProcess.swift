@@ -72,11 +72,14 @@ public final class GuestProcess: Sendable {
         return nil
     }
 
-    /// Writes bytes to the process's stdin (blocks while the pipe is full).
-    public func writeStdin(_ bytes: [UInt8]) throws(SecureExecError) { try record.writeStdin(bytes) }
+    /// Writes bytes to the process's stdin. Suspends (without holding a
+    /// thread) while the guest is not reading; cancel the task to give up.
+    /// Throws `.invalidArgument` after `closeStdin()`, `.ioFailed` once the
+    /// guest has closed its end.
+    public func writeStdin(_ bytes: [UInt8]) async throws(SecureExecError) { try await record.writeStdin(bytes) }
 
-    /// Writes UTF-8 text to the process's stdin.
-    public func writeStdin(_ text: String) throws(SecureExecError) { try record.writeStdin(Array(text.utf8)) }
+    /// Writes UTF-8 text to the process's stdin; see `writeStdin(_:)`.
+    public func writeStdin(_ text: String) async throws(SecureExecError) { try await record.writeStdin(Array(text.utf8)) }
 
     /// True if the guest wrote more to stdout than `Limits.outputBytesPerStream`;
     /// the excess was dropped, not delivered.

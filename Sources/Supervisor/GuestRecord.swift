@@ -1,3 +1,4 @@
+import CNamespaces
 import Dispatch
 import Synchronization
 
@@ -134,13 +135,55 @@ package final class GuestRecord: Sendable {
         }
     }
 
-    /// Writes to the guest's stdin (blocking until the pipe takes it all).
-    package func writeStdin(_ bytes: [UInt8]) throws(SecureExecError) {
-        let fd = state.withLock { $0.stdin }
-        guard fd >= 0 else {
-            throw SecureExecError(.invalidArgument, "stdin of this process is closed", step: "write stdin")
+    /// Writes to the guest's stdin, waiting (without blocking a thread) while
+    /// the guest is not reading. Throws if stdin was closed, the guest has
+    /// stopped reading for good, or the task is cancelled.
+    package func writeStdin(_ bytes: [UInt8]) async throws(SecureExecError) {
+        var offset = 0
+        while offset < bytes.count {
+            let fd = state.withLock { $0.stdin }
+            guard fd >= 0 else {
+                throw SecureExecError(.invalidArgument, "stdin of this process is closed", step: "write stdin")
+            }
+            let sent = bytes.withUnsafeBytes { buffer in
+                se_send_nonblocking(fd, buffer.baseAddress! + offset, UInt(buffer.count - offset))
+            }
+            if sent >= 0 {
+                offset += sent
+                continue
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN:
+                guard !Task.isCancelled else {
+                    throw SecureExecError(.cancelled, "writing to stdin was cancelled", step: "write stdin")
+                }
+                await Self.awaitWritable(fd, queue: queue)
+            case EPIPE, ECONNRESET:
+                throw SecureExecError(.ioFailed, "the guest no longer reads its stdin", step: "write stdin", errno: errno)
+            default:
+                throw SystemCall.failure(.ioFailed, "writing to the guest's stdin failed", step: "write stdin")
+            }
         }
-        try SystemCall.writeAll(fd, bytes, step: "write stdin")
+    }
+
+    /// Resumes when `fd` can take more bytes, or after 50 ms so a closed or
+    /// cancelled writer re-checks its state.
+    private static func awaitWritable(_ fd: Int32, queue: DispatchQueue) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            let box = DispatchSourceBox(source: source)
+            let once = Once()
+            let finish: @Sendable () -> Void = {
+                if once.claim() {
+                    box.cancel()
+                    continuation.resume()
+                }
+            }
+            source.setEventHandler(handler: finish)
+            source.resume()
+            queue.asyncAfter(deadline: .now() + .milliseconds(50), execute: finish)
+        }
     }
 
     package func closeStdin() {

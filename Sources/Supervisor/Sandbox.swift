@@ -378,7 +378,15 @@ package final class Sandbox: Sendable {
             return state.nextRequest
         }
 
-        let stdin = try SystemCall.pipe(step: "stdin pipe")
+        // stdin is a socket pair, not a pipe: the host writes with MSG_NOSIGNAL,
+        // so a guest that closes its stdin can never raise SIGPIPE in the host.
+        var stdinPair: [Int32] = [-1, -1]
+        guard se_stream_pair(&stdinPair) == 0 else {
+            throw SystemCall.failure(.spawnFailed, "could not create the stdin socket", step: "socketpair stdin")
+        }
+        let stdin = (read: stdinPair[1], write: stdinPair[0])
+        shutdown(stdin.read, Int32(SHUT_WR))
+        shutdown(stdin.write, Int32(SHUT_RD))
         let stdout: (read: Int32, write: Int32)
         let stderr: (read: Int32, write: Int32)
         do {

@@ -78,6 +78,8 @@ struct RunCommand: AsyncParsableCommand {
                 timeout: timeout.flatMap(Units.duration),
                 onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
             output.spawned(pid: process.pid)
+            let forwarding = StdinForwarder.start(to: process)
+            defer { forwarding.cancel() }
             interrupts.install(
                 first: { process.kill() },
                 second: { process.kill(.kill) })
