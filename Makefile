@@ -8,7 +8,7 @@ DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
 	command -v node >/dev/null 2>&1 || echo nodejs)
 
-.PHONY: deps build demo test test-core test-leaks bench install clean
+.PHONY: deps build demo probes test bench install clean
 
 deps:
 ifneq ($(strip $(DEBIAN_PACKAGES_NEEDED)),)
@@ -22,9 +22,15 @@ build: deps
 demo: build
 	.build/debug/dev-server-example
 
+# The escape suite's native probe: static, so it runs in the sandbox's
+# minimal root from a read-only mount.
+probes:
+	mkdir -p .build/probes
+	cc -static -O2 -Wall -Wextra -Werror -o .build/probes/secure-exec-probe Tests/Probes/probe.c
+
 # The leak tests count the whole process's fds and threads, so they run in a
 # process of their own, after everything else.
-test: deps
+test: deps probes
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip SecureExecLeakTests
 	$(SWIFT) test --filter SecureExecLeakTests

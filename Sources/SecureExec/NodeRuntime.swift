@@ -182,43 +182,6 @@ public final class NodeRuntime: Sendable {
         }
     }
 
-    /// Sends one HTTP/1.1 request to a guest server on `port` through the
-    /// kernel (no host port is bound) and returns the whole response.
-    ///
-    /// The connection goes to 127.0.0.1 first and [::1] if that is refused.
-    /// Method, path and headers are validated before anything is sent.
-    /// - Throws: `.invalidArgument`, `.connectionFailed`, `.timeout`,
-    ///   `.protocolError`, `.responseTooLarge` (past `maxBodyBytes`), `.cancelled`.
-    public func fetch(
-        _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
-        timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
-    ) async throws(SecureExecError) -> FetchResponse {
-        try Self.validate(port: port)
-        try Self.validate(timeout: timeout, name: "timeout")
-        guard maxBodyBytes >= 0 else {
-            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative", step: "fetch")
-        }
-        let request = HTTPRequestSpec(
-            method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: body)
-        try request.validate()
-        guard !sandbox.isDisposed else { throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch") }
-
-        let parts = try await sandbox.fetch(port: port, request: request, timeout: timeout, maxBodyBytes: maxBodyBytes)
-        return FetchResponse(
-            status: parts.status, reason: parts.reason, headers: parts.headers.map { HTTPHeader($0.0, $0.1) },
-            body: parts.body)
-    }
-
-    /// Sends a UTF-8 text body; see `fetch(_:path:method:headers:body:timeout:maxBodyBytes:)`.
-    public func fetch(
-        _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], body: String,
-        timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
-    ) async throws(SecureExecError) -> FetchResponse {
-        try await fetch(
-            port, path: path, method: method, headers: headers, body: Array(body.utf8), timeout: timeout,
-            maxBodyBytes: maxBodyBytes)
-    }
-
     /// Ends every guest (SIGTERM, then SIGKILL after `limits.terminationGrace`)
     /// and the sandbox, and releases everything it held. Idempotent; safe to
     /// call from several tasks at once.

@@ -69,6 +69,8 @@ package final class Sandbox: Sendable {
     let lease: UIDRangeLease
     let cgroup: SandboxCgroup?
     let queue: DispatchQueue
+    /// Kept-alive HTTP connections to the guests' ports.
+    package let http: GuestConnectionPool
     let configuration: SandboxConfiguration
     private let control: Mutex<ControlChannel?> = Mutex(nil)
     private let state = Mutex(State())
@@ -84,6 +86,7 @@ package final class Sandbox: Sendable {
         var guests: [Int32: GuestRecord] = [:]
         var lastGuest: GuestRecord?
         var disposal: Task<Void, Never>?
+        var exposures: [PortExposure] = []
         var initGone = false
     }
 
@@ -96,6 +99,7 @@ package final class Sandbox: Sendable {
         self.netnsFD = netnsFD
         self.lease = lease
         self.cgroup = cgroup
+        self.http = GuestConnectionPool(dialer: NetnsDialer(netnsFD: netnsFD))
         self.configuration = configuration
         self.queue = DispatchQueue(label: "secure-exec.sandbox.\(initPID)")
     }
@@ -491,7 +495,23 @@ package final class Sandbox: Sendable {
         await task.value
     }
 
+    /// Remembers an exposure so dispose closes it (closed at once if already disposing).
+    package func register(_ exposure: PortExposure) {
+        let late = state.withLock { state -> Bool in
+            guard state.phase == .ready || state.phase == .starting else { return true }
+            state.exposures.append(exposure)
+            return false
+        }
+        if late { Task { await exposure.close() } }
+    }
+
     private func teardown() async {
+        http.shutdown()
+        let exposures = state.withLock { state in
+            defer { state.exposures = [] }
+            return state.exposures
+        }
+        for exposure in exposures { await exposure.close() }
         let live = state.withLock { Array($0.guests.values) }.filter(\.isRunning)
         if !live.isEmpty {
             _ = try? control.withLock { channel throws(SecureExecError) in
@@ -539,26 +559,5 @@ package final class Sandbox: Sendable {
             }
             source.resume()
         }
-    }
-}
-
-extension Sandbox {
-    /// One HTTP exchange with a guest server on `port`: 127.0.0.1 first, then
-    /// [::1] when IPv4 is refused (a guest may listen on IPv6 only).
-    package func fetch(port: Int, request: HTTPRequestSpec, timeout: Duration, maxBodyBytes: Int)
-        async throws(SecureExecError) -> HTTPResponseParts
-    {
-        let fd: Int32
-        let hostHeader: String
-        do {
-            fd = try await dialer.connect(host: "127.0.0.1", port: port, timeout: timeout)
-            hostHeader = "127.0.0.1:\(port)"
-        } catch where error.errno == ECONNREFUSED {
-            fd = try await dialer.connect(host: "::1", port: port, timeout: timeout)
-            hostHeader = "[::1]:\(port)"
-        }
-        return try await HTTPExchange.perform(
-            fd: fd, request: request, hostHeader: hostHeader, timeout: timeout, maxBodyBytes: maxBodyBytes,
-            group: MultiThreadedEventLoopGroup.singleton)
     }
 }

@@ -11,7 +11,7 @@ struct SecureExecCommand: AsyncParsableCommand {
             \(ExitCodes.cpuLimit) CPU-time limit; \(ExitCodes.usage) bad arguments; \
             \(ExitCodes.unavailable) the host cannot run sandboxes or the sandbox failed.
             """,
-        subcommands: [RunCommand.self])
+        subcommands: [RunCommand.self, ServeCommand.self])
 }
 
 /// The CLI's documented exit codes besides the guest's own.
