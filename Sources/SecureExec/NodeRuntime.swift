@@ -131,6 +131,21 @@ public final class NodeRuntime: Sendable {
         return GuestProcess(record: record, runtime: self)
     }
 
+    /// Whether a socket listens on `port` in the sandbox right now (a
+    /// non-blocking `waitForListener`). Reads the kernel's socket table; never connects.
+    public func findListener(port: Int, host: ListenerHost = .any) throws(SecureExecError) -> Bool {
+        try Self.validate(port: port)
+        return sandbox.probe.isListening(port: port, address: Self.listenerAddress(host))
+    }
+
+    static func listenerAddress(_ host: ListenerHost) -> ListenerAddress {
+        switch host {
+        case .ipv4Loopback: .ipv4Loopback
+        case .ipv6Loopback: .ipv6Loopback
+        case .any: .any
+        }
+    }
+
     /// Returns once a socket listens on `port` in the sandbox.
     ///
     /// The kernel's socket table is read; nothing connects, so the guest sees
@@ -143,12 +158,7 @@ public final class NodeRuntime: Sendable {
     ) async throws(SecureExecError) {
         try Self.validate(port: port)
         try Self.validate(timeout: timeout, name: "timeout")
-        let address: ListenerAddress =
-            switch host {
-            case .ipv4Loopback: .ipv4Loopback
-            case .ipv6Loopback: .ipv6Loopback
-            case .any: .any
-            }
+        let address = Self.listenerAddress(host)
         let probe = sandbox.probe
         let clock = ContinuousClock()
         let start = clock.now
