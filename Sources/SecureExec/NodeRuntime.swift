@@ -47,6 +47,8 @@ public final class NodeRuntime: Sendable {
     ///   - permissions: merged over the defaults (everything denied).
     ///   - limits: sizes and grace periods.
     ///   - mounts: host files or directories to show in the sandbox (read-only by default).
+    ///   - files: files to write into the sandbox before `create` returns
+    ///     (guest path → contents), e.g. an uploaded project.
     ///   - nodeModules: a host `node_modules` directory, mounted read-only at
     ///     `/workspace/node_modules` where Node's resolution finds it from the workspace.
     ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH).
@@ -55,7 +57,8 @@ public final class NodeRuntime: Sendable {
     ///   naming the step and errno, `.invalidArgument` for bad limits.
     public static func create(
         permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
-        nodeModules: String? = nil, node: String? = nil, logger: Logger = Logger(label: "secure-exec")
+        files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
+        logger: Logger = Logger(label: "secure-exec")
     ) async throws(SecureExecError) -> NodeRuntime {
         var allMounts = mounts
         if let nodeModules { allMounts.append(Mount(host: nodeModules, guest: "/workspace/node_modules")) }
@@ -95,7 +98,16 @@ public final class NodeRuntime: Sendable {
         configuration.node = node
         configuration.logger = logger
         let sandbox = try await Sandbox.create(configuration)
-        return NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
+        let runtime = NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
+        do throws(SecureExecError) {
+            for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
+                try await runtime.writeFile(path, contents)
+            }
+        } catch {
+            await runtime.dispose()
+            throw error
+        }
+        return runtime
     }
 
     /// Starts `code` as a new `node` process and returns as soon as it runs.
@@ -105,13 +117,48 @@ public final class NodeRuntime: Sendable {
     /// unchanged. The guest's environment is `environment` over a few safe
     /// defaults (PATH, HOME=/workspace, TMPDIR=/tmp): nothing of the host's.
     /// `onStdout`/`onStderr` get raw byte chunks in order as they are written.
-    /// With `timeout`, the process is killed when it runs longer and ends
-    /// `.timedOut` (a dev server usually has none: it runs until killed).
+    /// - Parameters:
+    ///   - workingDirectory: the guest's cwd (default `/workspace`).
+    ///   - timeout: the process is killed when it runs longer and ends
+    ///     `.timedOut` (a dev server usually has none: it runs until killed).
     public func spawn(
-        _ code: String, arguments: [String] = [], environment: [String: String] = [:], timeout: Duration? = nil,
+        _ code: String, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String = "/workspace", timeout: Duration? = nil,
         onStdout: (@Sendable ([UInt8]) -> Void)? = nil, onStderr: (@Sendable ([UInt8]) -> Void)? = nil
     ) async throws(SecureExecError) -> GuestProcess {
+        var request = SpawnRequest()
+        request.code = code
+        return try await start(
+            request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+            timeout: timeout, onStdout: onStdout, onStderr: onStderr)
+    }
+
+    /// Starts `node` on a file already in the sandbox (an uploaded project's
+    /// entry, a mounted script), like `spawn` otherwise.
+    ///
+    /// `path` is a guest path (absolute, normalized); a relative or empty one
+    /// is `.invalidArgument`. A file that does not exist makes node exit
+    /// with an error on stderr, as it would on the host.
+    public func spawnFile(
+        _ path: String, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String = "/workspace", timeout: Duration? = nil,
+        onStdout: (@Sendable ([UInt8]) -> Void)? = nil, onStderr: (@Sendable ([UInt8]) -> Void)? = nil
+    ) async throws(SecureExecError) -> GuestProcess {
+        try Self.validate(guestPath: path, name: "path")
+        var request = SpawnRequest()
+        request.entryFile = path
+        return try await start(
+            request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+            timeout: timeout, onStdout: onStdout, onStderr: onStderr)
+    }
+
+    func start(
+        _ base: SpawnRequest, arguments: [String], environment: [String: String], workingDirectory: String,
+        timeout: Duration?, nodeOptions: [String] = [], onStdout: (@Sendable ([UInt8]) -> Void)?,
+        onStderr: (@Sendable ([UInt8]) -> Void)?
+    ) async throws(SecureExecError) -> GuestProcess {
         if let timeout { try Self.validate(timeout: timeout, name: "timeout") }
+        try Self.validate(guestPath: workingDirectory, name: "workingDirectory")
         for (key, value) in environment {
             guard !key.isEmpty, !key.contains("="), !key.contains("\0"), !value.contains("\0") else {
                 throw SecureExecError(.invalidArgument, "environment variable \(key.debugDescription) is not valid", step: "spawn")
@@ -120,15 +167,27 @@ public final class NodeRuntime: Sendable {
         for argument in arguments where argument.contains("\0") {
             throw SecureExecError(.invalidArgument, "argument \(argument.debugDescription) contains NUL", step: "spawn")
         }
-        var request = SpawnRequest()
-        request.code = code
+        var request = base
         request.arguments = arguments
         request.environment = environment
+        request.workingDirectory = workingDirectory
+        request.nodeOptions = nodeOptions
         request.onStdout = onStdout
         request.onStderr = onStderr
         request.timeout = timeout
         let record = try await sandbox.spawn(request)
         return GuestProcess(record: record, runtime: self)
+    }
+
+    static func validate(guestPath path: String, name: String) throws(SecureExecError) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard path.hasPrefix("/"), !path.contains("\0"),
+            path == "/" || !parts.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+        else {
+            throw SecureExecError(
+                .invalidArgument, "\(name) \(path.debugDescription) must be an absolute, normalized guest path",
+                step: "validate \(name)")
+        }
     }
 
     /// Whether a socket listens on `port` in the sandbox right now (a
@@ -241,11 +300,14 @@ public final class NodeRuntime: Sendable {
 /// Creates a runtime, runs `body` with it and disposes it afterwards, whether
 /// `body` returns, throws or is cancelled.
 public func withNodeRuntime<Result: Sendable>(
-    permissions: Permissions = Permissions(), limits: Limits = Limits(), node: String? = nil,
+    permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
+    files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
     logger: Logger = Logger(label: "secure-exec"),
     _ body: (NodeRuntime) async throws -> Result
 ) async throws -> Result {
-    let runtime = try await NodeRuntime.create(permissions: permissions, limits: limits, node: node, logger: logger)
+    let runtime = try await NodeRuntime.create(
+        permissions: permissions, limits: limits, mounts: mounts, files: files, nodeModules: nodeModules, node: node,
+        logger: logger)
     do {
         let result = try await body(runtime)
         await runtime.dispose()

@@ -14,6 +14,7 @@ enum InitEvent: Sendable {
     case spawnFailed(request: UInt32, step: String, errno: Int32)
     case exited(pid: Int32, status: Int32)
     case signalFailed(request: UInt32, pid: Int32, errno: Int32)
+    case fileDone(request: UInt32, errno: Int32)
     /// The socket closed: init is gone.
     case closed
 }
@@ -101,6 +102,7 @@ final class ControlChannel: Sendable {
         case SE_EV_SPAWN_FAILED.rawValue: return .spawnFailed(request: event.id, step: step, errno: event.err)
         case SE_EV_EXITED.rawValue: return .exited(pid: event.pid, status: event.status)
         case SE_EV_SIGNAL_FAILED.rawValue: return .signalFailed(request: event.id, pid: event.pid, errno: event.err)
+        case SE_EV_FILE_DONE.rawValue: return .fileDone(request: event.id, errno: event.err)
         default: return nil
         }
     }

@@ -158,31 +158,12 @@ package final class GuestRecord: Sendable {
                 guard !Task.isCancelled else {
                     throw SecureExecError(.cancelled, "writing to stdin was cancelled", step: "write stdin")
                 }
-                await Self.awaitWritable(fd, queue: queue)
+                await FDReadiness.writable(fd, queue: queue)
             case EPIPE, ECONNRESET:
                 throw SecureExecError(.ioFailed, "the guest no longer reads its stdin", step: "write stdin", errno: errno)
             default:
                 throw SystemCall.failure(.ioFailed, "writing to the guest's stdin failed", step: "write stdin")
             }
-        }
-    }
-
-    /// Resumes when `fd` can take more bytes, or after 50 ms so a closed or
-    /// cancelled writer re-checks its state.
-    private static func awaitWritable(_ fd: Int32, queue: DispatchQueue) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            let box = DispatchSourceBox(source: source)
-            let once = Once()
-            let finish: @Sendable () -> Void = {
-                if once.claim() {
-                    box.cancel()
-                    continuation.resume()
-                }
-            }
-            source.setEventHandler(handler: finish)
-            source.resume()
-            queue.asyncAfter(deadline: .now() + .milliseconds(50), execute: finish)
         }
     }
 

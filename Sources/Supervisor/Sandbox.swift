@@ -42,6 +42,10 @@ package struct SpawnRequest: Sendable {
     /// Code written to a fresh entry file in the workspace, or nil to run `arguments` as they are.
     package var code: String?
     package var arguments: [String] = []
+    /// Options for node itself, before the entry (e.g. `--require`).
+    package var nodeOptions: [String] = []
+    /// A file to run instead of `code` (a guest path).
+    package var entryFile: String?
     package var environment: [String: String] = [:]
     package var workingDirectory = "/workspace"
     package var onStdout: (@Sendable ([UInt8]) -> Void)?
@@ -87,6 +91,8 @@ package final class Sandbox: Sendable {
         var lastGuest: GuestRecord?
         var disposal: Task<Void, Never>?
         var exposures: [PortExposure] = []
+        var pendingFiles: [UInt32: CheckedContinuation<Int32, Never>] = [:]
+        var fileResults: [UInt32: Int32] = [:]
         var initGone = false
     }
 
@@ -227,6 +233,7 @@ package final class Sandbox: Sendable {
             "guest_gid=\(guestUID)",
             "hostname=\(configuration.hostname)",
         ]
+        records += sandbox.writableAreas.map { "writable=\($0)" }
         var mountFDs: [Int32] = []
         defer { mountFDs.forEach(SystemCall.close) }
         do throws(SecureExecError) {
@@ -334,6 +341,13 @@ package final class Sandbox: Sendable {
             record.ended(classify(waitStatus: status, of: record))
         case .signalFailed:
             break  // the guest had already exited; its exit event is on its way
+        case .fileDone(let request, let errno):
+            let waiter = state.withLock { state in
+                let waiter = state.pendingFiles.removeValue(forKey: request)
+                if waiter == nil { state.fileResults[request] = errno }
+                return waiter
+            }
+            waiter?.resume(returning: errno)
         case .closed:
             initGone()
         }
@@ -359,6 +373,8 @@ package final class Sandbox: Sendable {
             let pending = Array(state.pending.values)
             state.guests = [:]
             state.pending = [:]
+            for waiter in state.pendingFiles.values { waiter.resume(returning: EINTR) }
+            state.pendingFiles = [:]
             return (guests, pending)
         }
         finishSetup(.failure(SecureExecError(.sandboxSetupFailed, "the sandbox's init exited during setup", step: "setup")))
@@ -425,7 +441,9 @@ package final class Sandbox: Sendable {
             let entry = "\(Self.workspace)/.secure-exec-entry-\(requestID).js"
             records.append("entry=\(entry)")
             // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
-            records += ["arg=--experimental-detect-module", "arg=\(entry)"]
+            records += ["arg=--experimental-detect-module"] + request.nodeOptions.map { "arg=\($0)" } + ["arg=\(entry)"]
+        } else if let file = request.entryFile {
+            records += ["arg=--experimental-detect-module"] + request.nodeOptions.map { "arg=\($0)" } + ["arg=\(file)"]
         }
         records += request.arguments.map { "arg=\($0)" }
         records.append("rlimit=\(RLIMIT_NOFILE.rawValue):\(configuration.openFiles):\(configuration.openFiles)")
@@ -466,6 +484,35 @@ package final class Sandbox: Sendable {
             }
         }
         return record
+    }
+
+    /// Asks init for one file operation with `fd` attached and returns a
+    /// function that waits for its result: 0, or the operation's errno. The
+    /// caller moves data through its own end of `fd`'s pair meanwhile.
+    package func startFileRequest(records: [String], fd: Int32) throws(SecureExecError) -> (@Sendable () async -> Int32) {
+        let requestID: UInt32 = try state.withLock { state throws(SecureExecError) in
+            guard state.phase == .ready, !state.initGone else {
+                throw SecureExecError(.disposed, "the runtime has been disposed", step: "file")
+            }
+            defer { state.nextRequest &+= 1 }
+            return state.nextRequest
+        }
+        try control.withLock { channel throws(SecureExecError) in
+            guard let channel else { throw SecureExecError(.disposed, "the runtime has been disposed") }
+            try channel.send(SE_REQ_FILE, id: requestID, records: records, fds: [fd])
+        }
+        return { [weak self] in
+            guard let self else { return EINTR }
+            return await withCheckedContinuation { continuation in
+                let early: Int32? = self.state.withLock { state in
+                    if let result = state.fileResults.removeValue(forKey: requestID) { return result }
+                    if state.initGone { return EINTR }
+                    state.pendingFiles[requestID] = continuation
+                    return nil
+                }
+                if let early { continuation.resume(returning: early) }
+            }
+        }
     }
 
     /// Sends `signal` to a running guest; a guest that already exited is left alone.

@@ -25,6 +25,8 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
             case disposed
             case ioFailed
             case cancelled
+            case notFound
+            case guestFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -55,6 +57,10 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
         public static let ioFailed = Code(.ioFailed)
         /// The calling task was cancelled.
         public static let cancelled = Code(.cancelled)
+        /// A file or directory in the sandbox does not exist.
+        public static let notFound = Code(.notFound)
+        /// Guest code run for a result failed (threw, exited non-zero, was killed).
+        public static let guestFailed = Code(.guestFailed)
 
         public var description: String { value.rawValue }
     }

@@ -73,6 +73,14 @@ static int visit_config(void *context, const char *key, const char *value) {
         config->guest_gid = (unsigned)number;
     } else if (strcmp(key, "hostname") == 0) {
         config->hostname = strdup(value);
+    } else if (strcmp(key, "writable") == 0) {
+        char **grown = realloc(config->writable, (config->writable_count + 1) * sizeof *grown);
+        if (!grown || value[0] != '/') {
+            errno = EPROTO;
+            return -1;
+        }
+        config->writable = grown;
+        config->writable[config->writable_count++] = strdup(value);
     } else if (strcmp(key, "mount") == 0) {
         /* The n-th mount record owns the n-th descriptor after the skeleton's. */
         if (config->bind_count >= config->received_count || value[0] != '/') {

@@ -13,6 +13,7 @@
 #define SECURE_EXEC_INIT_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include "se_protocol.h"
@@ -36,6 +37,8 @@ struct init_config {
     struct bind_mount *binds;
     size_t bind_count;
     int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */
+    char **writable; /* roots of the areas file operations may touch */
+    size_t writable_count;
     int *received_fds; /* the config request's descriptors after rootfs_fd */
     size_t received_count;
 };
@@ -91,5 +94,9 @@ struct spawn_request {
 /* Forks and execs a guest; returns its pid, or -1 with *failure set. */
 pid_t spawn_guest(const struct init_config *config, const struct spawn_request *request,
                   struct failure *failure);
+
+/* fileops.c: one file operation in a child that has become the guest. */
+pid_t start_file_operation(const struct init_config *config, const char *operation, const char *path, int data,
+                           struct failure *failure);
 
 #endif

@@ -18,6 +18,14 @@
 static pid_t *guests;
 static size_t guest_count, guest_capacity;
 
+/* File-operation children still running, and the request each answers. */
+struct file_operation {
+    pid_t pid;
+    uint32_t request;
+};
+static struct file_operation file_operations[64];
+static size_t file_operation_count;
+
 static void send_event(uint32_t type, uint32_t id, int32_t pid, int32_t status, int32_t err, const char *step) {
     struct se_event event;
     memset(&event, 0, sizeof event);
@@ -157,6 +165,43 @@ static void handle_spawn(const struct init_config *config, const struct se_reque
     for (size_t i = 0; i < fd_count; i++) close(fds[i]);
 }
 
+struct file_records {
+    const char *operation;
+    const char *path;
+};
+
+static int visit_file(void *context, const char *key, const char *value) {
+    struct file_records *records = context;
+    if (strcmp(key, "op") == 0) records->operation = value;
+    else if (strcmp(key, "path") == 0) records->path = value;
+    else {
+        errno = EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+static void handle_file(const struct init_config *config, const struct se_request *header, char *payload,
+                        size_t length, int *fds, size_t fd_count) {
+    struct file_records records = {0};
+    struct failure failure = {0};
+    if (each_record(payload, length, visit_file, &records) != 0 || !records.operation || !records.path ||
+        records.path[0] != '/' || fd_count != 1) {
+        send_event(SE_EV_FILE_DONE, header->id, 0, 0, EPROTO, "parse file request");
+        return;
+    }
+    if (file_operation_count == sizeof file_operations / sizeof *file_operations) {
+        send_event(SE_EV_FILE_DONE, header->id, 0, 0, EAGAIN, "too many file operations at once");
+        return;
+    }
+    pid_t pid = start_file_operation(config, records.operation, records.path, fds[0], &failure);
+    if (pid < 0) {
+        send_event(SE_EV_FILE_DONE, header->id, 0, 0, failure.err, failure.step);
+        return;
+    }
+    file_operations[file_operation_count++] = (struct file_operation){.pid = pid, .request = header->id};
+}
+
 static int is_guest(pid_t pid, int remove) {
     for (size_t i = 0; i < guest_count; i++) {
         if (guests[i] == pid) {
@@ -173,7 +218,17 @@ static void reap_children(void) {
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0) return;
         /* Orphans reparented to us are reaped silently; guests are reported. */
-        if (is_guest(pid, 1)) send_event(SE_EV_EXITED, 0, pid, status, 0, NULL);
+        if (is_guest(pid, 1)) {
+            send_event(SE_EV_EXITED, 0, pid, status, 0, NULL);
+            continue;
+        }
+        for (size_t i = 0; i < file_operation_count; i++) {
+            if (file_operations[i].pid != pid) continue;
+            int err = WIFEXITED(status) ? WEXITSTATUS(status) : EINTR;
+            send_event(SE_EV_FILE_DONE, file_operations[i].request, pid, 0, err, "file operation");
+            file_operations[i] = file_operations[--file_operation_count];
+            break;
+        }
     }
 }
 
@@ -206,6 +261,9 @@ static void handle_request(const struct init_config *config) {
         break;
     case SE_REQ_SIGNAL_ALL:
         kill(-1, header.signal);
+        break;
+    case SE_REQ_FILE:
+        handle_file(config, &header, payload, (size_t)length, fds, fd_count);
         break;
     default:
         send_event(SE_EV_SPAWN_FAILED, header.id, 0, 0, EPROTO, "unknown request");

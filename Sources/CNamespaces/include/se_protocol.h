@@ -28,6 +28,10 @@ enum se_request_type {
     SE_REQ_SIGNAL = 3,
     /* Send `signal` to every process in the sandbox except init. */
     SE_REQ_SIGNAL_ALL = 4,
+    /* A file operation as the guest. Records: op=read|write|list|remove|mkdir,
+     * path=<guest path>. fds: [data socket] (read/list: init's child writes
+     * into it; write: it reads from it until EOF). */
+    SE_REQ_FILE = 5,
 };
 
 struct se_request {
@@ -46,6 +50,7 @@ enum se_event_type {
     SE_EV_SPAWN_FAILED = 4,  /* id = request, step + err */
     SE_EV_EXITED = 5,        /* pid, status = raw wait status */
     SE_EV_SIGNAL_FAILED = 6, /* id = request, err */
+    SE_EV_FILE_DONE = 7,     /* id = request, err = 0 or the operation's errno */
 };
 
 struct se_event {

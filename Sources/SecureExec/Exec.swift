@@ -1,0 +1,139 @@
+import Foundation
+import Supervisor
+import Synchronization
+
+/// What a process run to completion produced; see `NodeRuntime.exec`.
+public struct ExecResult: Sendable {
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+    /// How it ended; `.timedOut` when it ran past the timeout and was killed.
+    public var termination: Termination
+    /// Wall-clock time from spawn to exit.
+    public var duration: Duration
+    /// True if stdout or stderr passed `Limits.outputBytesPerStream` and was cut.
+    public var truncated: Bool
+
+    public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    /// The exit code, or nil when a signal or a limit ended it.
+    public var exitCode: Int32? {
+        if case .exited(let code) = termination { return code }
+        return nil
+    }
+    public var timedOut: Bool { termination == .timedOut }
+}
+
+extension NodeRuntime {
+    /// Runs `code` to completion and returns its output, how it ended and how
+    /// long it took. After `timeout` the process is killed and the result's
+    /// termination is `.timedOut` (this does not throw).
+    ///
+    /// `stdin`, if given, is written to the process and then closed;
+    /// otherwise its stdin is closed at once.
+    public func exec(
+        _ code: String, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String = "/workspace", stdin: [UInt8]? = nil, timeout: Duration = .seconds(60)
+    ) async throws(SecureExecError) -> ExecResult {
+        var request = SpawnRequest()
+        request.code = code
+        return try await runToCompletion(
+            request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+            nodeOptions: [], stdin: stdin, timeout: timeout)
+    }
+
+    /// Runs `code` to completion and decodes the value it hands back with the
+    /// global `__return(value)` (JSON-serialisable; the last call wins),
+    /// separately from its stdout.
+    ///
+    /// - Throws: `.guestFailed` with the guest's error message (the tail of
+    ///   its stderr) when it exits non-zero, is killed, or never calls
+    ///   `__return`; `.invalidArgument` when the value does not decode as `T`.
+    public func run<T: Decodable>(
+        _ code: String, as type: T.Type = T.self, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String = "/workspace", timeout: Duration = .seconds(60)
+    ) async throws(SecureExecError) -> T {
+        let id = UUID().uuidString.lowercased()
+        let resultPath = "/tmp/.secure-exec-return-\(id).json"
+        let preloadPath = "/tmp/.secure-exec-return-\(id).cjs"
+        // A CommonJS preload defines the global before the user's code (ESM or
+        // CommonJS) runs, without touching its text or line numbers.
+        let preload = """
+            const __secureExecFs = require("node:fs");
+            Object.defineProperty(globalThis, "__return", { value: function __return(value) {
+              __secureExecFs.writeFileSync(\(Self.jsonString(resultPath)), JSON.stringify(value === undefined ? null : value));
+            }, writable: false, enumerable: false });
+            """
+        try await writeFile(preloadPath, text: preload)
+        var request = SpawnRequest()
+        request.code = code
+        let result = try await runToCompletion(
+            request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+            nodeOptions: ["--require", preloadPath], stdin: nil, timeout: timeout)
+        try? await remove(preloadPath)
+        let returned: [UInt8]?
+        do {
+            returned = try await readFile(resultPath)
+            try? await remove(resultPath)
+        } catch where error.code == .notFound {
+            returned = nil
+        }
+        guard result.termination == .exited(0), let returned else {
+            let tail = String(result.stderrText.suffix(2000))
+            let why =
+                result.termination == .exited(0)
+                ? "the guest exited without calling __return(value)"
+                : "the guest \(result.termination)"
+            throw SecureExecError(.guestFailed, tail.isEmpty ? why : "\(why): \(tail)", step: "run")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(returned))
+        } catch {
+            throw SecureExecError(
+                .invalidArgument, "the value the guest returned does not decode as \(T.self): \(error)", step: "run")
+        }
+    }
+
+    private func runToCompletion(
+        _ request: SpawnRequest, arguments: [String], environment: [String: String], workingDirectory: String,
+        nodeOptions: [String], stdin: [UInt8]?, timeout: Duration
+    ) async throws(SecureExecError) -> ExecResult {
+        try Self.validate(timeout: timeout, name: "timeout")
+        let stdout = OutputBuffer()
+        let stderr = OutputBuffer()
+        let clock = ContinuousClock()
+        let began = clock.now
+        let process = try await start(
+            request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
+            timeout: timeout, nodeOptions: nodeOptions, onStdout: { stdout.append($0) }, onStderr: { stderr.append($0) })
+        if let stdin {
+            // A guest that stops reading must not hold the result hostage:
+            // the write gives up when the process ends.
+            let writer = Task {
+                try? await process.writeStdin(stdin)
+                process.closeStdin()
+            }
+            let termination = await process.wait()
+            writer.cancel()
+            return ExecResult(
+                stdout: stdout.bytes, stderr: stderr.bytes, termination: termination, duration: clock.now - began,
+                truncated: process.stdoutTruncated || process.stderrTruncated)
+        }
+        process.closeStdin()
+        let termination = await process.wait()
+        return ExecResult(
+            stdout: stdout.bytes, stderr: stderr.bytes, termination: termination, duration: clock.now - began,
+            truncated: process.stdoutTruncated || process.stderrTruncated)
+    }
+
+    static func jsonString(_ text: String) -> String {
+        let data = try! JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Output collected for `exec`; bounded by `Limits.outputBytesPerStream`.
+final class OutputBuffer: Sendable {
+    private let storage = Mutex<[UInt8]>([])
+    func append(_ chunk: [UInt8]) { storage.withLock { $0 += chunk } }
+    var bytes: [UInt8] { storage.withLock { $0 } }
+}

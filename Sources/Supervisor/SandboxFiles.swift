@@ -1,0 +1,214 @@
+import CNamespaces
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A directory entry as the guest sees it.
+package struct GuestDirectoryEntry: Sendable, Hashable {
+    package enum Kind: Sendable, Hashable { case file, directory, symlink, other }
+    package var name: String
+    package var kind: Kind
+}
+
+/// File operations on the sandbox's writable areas, performed inside the
+/// sandbox by a child of init that has become the guest (see fileops.c).
+extension Sandbox {
+    /// The areas file operations may touch: the workspace, /tmp and read-write mounts.
+    package var writableAreas: [String] {
+        ["/workspace", "/tmp"] + configuration.mounts.filter { !$0.attributes.contains(.readOnly) }.map(\.guestPath)
+    }
+
+    /// Checks that `path` is absolute, normalized and inside a writable area.
+    package func validateGuestPath(_ path: String) throws(SecureExecError) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard path.hasPrefix("/"), !path.contains("\0"), parts.count > 1,
+            !parts.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+        else {
+            throw SecureExecError(
+                .invalidArgument, "\(path.debugDescription) is not an absolute, normalized guest path", step: "file path")
+        }
+        guard writableAreas.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) else {
+            throw SecureExecError(
+                .invalidArgument,
+                "\(path) is outside the sandbox's writable areas (\(writableAreas.joined(separator: ", ")))",
+                step: "file path")
+        }
+    }
+
+    /// Reads a whole file (at most `maxBytes`).
+    package func readFile(_ path: String, maxBytes: Int) async throws(SecureExecError) -> [UInt8] {
+        try validateGuestPath(path)
+        let (mine, waiter) = try startWithPair(["op=read", "path=\(path)"], step: "read file")
+        let bytes = await Self.drain(mine, limit: maxBytes, queue: queue)
+        let result = await waiter()
+        if result != 0 && result != EPIPE { throw Self.fileError(result, "reading \(path)") }
+        guard let bytes else {
+            throw SecureExecError(.responseTooLarge, "\(path) is larger than maxBytes (\(maxBytes))", step: "read file")
+        }
+        return bytes
+    }
+
+    /// Writes a file from chunks, creating parent directories, replacing what was there.
+    package func writeFile(_ path: String, chunks: GuestRequestBody) async throws(SecureExecError) {
+        try validateGuestPath(path)
+        let (mine, waiter) = try startWithPair(["op=write", "path=\(path)"], step: "write file")
+        var writeError: SecureExecError?
+        do throws(SecureExecError) {
+            switch chunks {
+            case .none: break
+            case .bytes(let bytes): try await Self.send(bytes, to: mine, queue: queue)
+            case .stream(let produce):
+                do {
+                    try await produce { chunk in try await Self.send(chunk, to: mine, queue: self.queue) }
+                } catch let error as SecureExecError {
+                    throw error
+                } catch {
+                    throw SecureExecError(.ioFailed, "the data source failed: \(error)", step: "write file")
+                }
+            }
+        } catch {
+            writeError = error
+        }
+        SystemCall.close(mine)  // end of data: the writer sees EOF
+        let result = await waiter()
+        if result != 0 { throw Self.fileError(result, "writing \(path)") }
+        if let writeError { throw writeError }
+    }
+
+    package func listDirectory(_ path: String) async throws(SecureExecError) -> [GuestDirectoryEntry] {
+        try validateGuestPath(path)
+        let (mine, waiter) = try startWithPair(["op=list", "path=\(path)"], step: "read directory")
+        let bytes = await Self.drain(mine, limit: 64 << 20, queue: queue) ?? []
+        let result = await waiter()
+        if result != 0 { throw Self.fileError(result, "listing \(path)") }
+        var entries: [GuestDirectoryEntry] = []
+        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false)
+        var index = 0
+        while index + 1 < fields.count {
+            let kind: GuestDirectoryEntry.Kind =
+                switch fields[index].first {
+                case UInt8(ascii: "d"): .directory
+                case UInt8(ascii: "f"): .file
+                case UInt8(ascii: "l"): .symlink
+                default: .other
+                }
+            entries.append(GuestDirectoryEntry(name: String(decoding: fields[index + 1], as: UTF8.self), kind: kind))
+            index += 2
+        }
+        return entries.sorted { $0.name < $1.name }
+    }
+
+    package func removeItem(_ path: String) async throws(SecureExecError) {
+        try await simple("remove", path)
+    }
+
+    package func makeDirectory(_ path: String) async throws(SecureExecError) {
+        try await simple("mkdir", path)
+    }
+
+    private func simple(_ operation: String, _ path: String) async throws(SecureExecError) {
+        try validateGuestPath(path)
+        let (mine, waiter) = try startWithPair(["op=\(operation)", "path=\(path)"], step: operation)
+        SystemCall.close(mine)
+        let result = await waiter()
+        if result != 0 { throw Self.fileError(result, "\(operation) \(path)") }
+    }
+
+    /// A socket pair: one end goes to init's child, the other is returned.
+    private func startWithPair(_ records: [String], step: String) throws(SecureExecError)
+        -> (Int32, @Sendable () async -> Int32)
+    {
+        var pair: [Int32] = [-1, -1]
+        guard se_stream_pair(&pair) == 0 else {
+            throw SystemCall.failure(.ioFailed, "could not create a data socket", step: step)
+        }
+        defer { SystemCall.close(pair[1]) }
+        do throws(SecureExecError) {
+            let waiter = try startFileRequest(records: records, fd: pair[1])
+            SystemCall.setNonBlocking(pair[0])
+            return (pair[0], waiter)
+        } catch {
+            SystemCall.close(pair[0])
+            throw error
+        }
+    }
+
+    /// Reads `fd` to EOF (closing it); nil if more than `limit` bytes came.
+    private static func drain(_ fd: Int32, limit: Int, queue: DispatchQueue) async -> [UInt8]? {
+        await withCheckedContinuation { continuation in
+            let collected = ByteCollector(limit: limit)
+            _ = StdioPump(
+                fd: fd, queue: queue, limit: limit + 1, onChunk: { collected.append($0) }, onTruncated: {},
+                onEnd: { continuation.resume(returning: collected.result) })
+        }
+    }
+
+    private static func send(_ bytes: [UInt8], to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes.withUnsafeBytes { se_send_nonblocking(fd, $0.baseAddress! + offset, UInt($0.count - offset)) }
+            if sent >= 0 {
+                offset += sent
+            } else if errno == EAGAIN {
+                await FDReadiness.writable(fd, queue: queue)
+            } else if errno != EINTR {
+                // The writer stopped reading (failed, e.g. ENOSPC): its status says why.
+                throw SystemCall.failure(.ioFailed, "the sandbox stopped taking data", step: "write file")
+            }
+        }
+    }
+
+    static func fileError(_ errno: Int32, _ what: String) -> SecureExecError {
+        switch errno {
+        case ENOENT: SecureExecError(.notFound, "\(what): no such file or directory", step: "file", errno: errno)
+        case EXDEV, ELOOP:
+            SecureExecError(
+                .invalidArgument, "\(what): the path leads outside the sandbox's writable areas (a symlink or mount)",
+                step: "file", errno: errno)
+        case ENOSPC: SecureExecError(.ioFailed, "\(what): no space left (the area's size limit)", step: "file", errno: errno)
+        case EINTR: SecureExecError(.disposed, "\(what): the runtime was disposed", step: "file", errno: errno)
+        default: SystemCall.failure(.ioFailed, what, step: "file", errno: errno)
+        }
+    }
+}
+
+/// Bytes gathered by one drain; nil once past the limit.
+private final class ByteCollector: Sendable {
+    private let state: Mutex<[UInt8]?>
+    private let limit: Int
+    init(limit: Int) {
+        self.limit = limit
+        state = Mutex([])
+    }
+    func append(_ chunk: [UInt8]) {
+        state.withLock { bytes in
+            guard var current = bytes else { return }
+            current += chunk
+            bytes = current.count > limit ? nil : current
+        }
+    }
+    var result: [UInt8]? { state.withLock { $0 } }
+}
+
+/// Waits until a descriptor is writable (or 50 ms pass, so callers re-check their state).
+enum FDReadiness {
+    static func writable(_ fd: Int32, queue: DispatchQueue) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+            let box = DispatchSourceBox(source: source)
+            let once = Once()
+            let finish: @Sendable () -> Void = {
+                if once.claim() {
+                    box.cancel()
+                    continuation.resume()
+                }
+            }
+            source.setEventHandler(handler: finish)
+            source.resume()
+            queue.asyncAfter(deadline: .now() + .milliseconds(50), execute: finish)
+        }
+    }
+}

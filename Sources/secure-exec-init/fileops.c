@@ -1,0 +1,210 @@
+#define _GNU_SOURCE
+#include "init.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/*
+ * File operations the host asks for (read, write, list, remove, mkdir) run
+ * in a child of init that first becomes the guest: guest uid and gid, no
+ * supplementary groups, no capabilities, no_new_privs. So the host can never
+ * do through this path anything a guest could not do itself, and the child
+ * is inside the sandbox's mount namespace, where no host path exists.
+ *
+ * Paths are resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+ * from the root of the writable area they name (/workspace, /tmp, or a
+ * read-write mount), so a symlink or ".." that would leave the area fails
+ * with EXDEV instead of being followed. The child's exit status is 0 or the
+ * errno of the failure; the data flows through the descriptor the host sent.
+ */
+
+static int open_beneath(int root, const char *relative, int flags, mode_t mode) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    how.mode = (flags & O_CREAT) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, root, relative, &how, sizeof how);
+}
+
+static int copy(int from, int to) {
+    char buffer[65536];
+    for (;;) {
+        ssize_t got = read(from, buffer, sizeof buffer);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return -1;
+        if (got == 0) return 0;
+        for (ssize_t done = 0; done < got;) {
+            ssize_t put = write(to, buffer + done, (size_t)(got - done));
+            if (put < 0 && errno == EINTR) continue;
+            if (put < 0) return -1;
+            done += put;
+        }
+    }
+}
+
+/* mkdir -p of `relative` beneath `root`, never following a symlink; returns an O_PATH fd of the last directory. */
+static int make_directories(int root, const char *relative) {
+    char *copy_of = strdup(relative);
+    if (!copy_of) return -1;
+    int current = dup(root);
+    char *save = NULL;
+    for (char *part = strtok_r(copy_of, "/", &save); part && current >= 0; part = strtok_r(NULL, "/", &save)) {
+        if (mkdirat(current, part, 0755) != 0 && errno != EEXIST) {
+            close(current);
+            current = -1;
+            break;
+        }
+        int next = openat(current, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(current);
+        current = next;
+    }
+    free(copy_of);
+    return current;
+}
+
+static int remove_tree(int parent, const char *name) {
+    struct stat info;
+    if (fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    if (!S_ISDIR(info.st_mode)) return unlinkat(parent, name, 0);
+    int directory = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (directory < 0) return -1;
+    DIR *listing = fdopendir(directory);
+    if (!listing) {
+        close(directory);
+        return -1;
+    }
+    struct dirent *entry;
+    int result = 0;
+    while (result == 0 && (entry = readdir(listing))) {
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+        result = remove_tree(dirfd(listing), entry->d_name);
+    }
+    closedir(listing);
+    if (result != 0) return -1;
+    return unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static int list_directory(int root, const char *relative, int out) {
+    int directory = open_beneath(root, relative, O_RDONLY | O_DIRECTORY, 0);
+    if (directory < 0) return -1;
+    DIR *listing = fdopendir(directory);
+    if (!listing) {
+        close(directory);
+        return -1;
+    }
+    struct dirent *entry;
+    while ((entry = readdir(listing))) {
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+        struct stat info;
+        char kind = 'o';
+        if (fstatat(dirfd(listing), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) == 0) {
+            kind = S_ISDIR(info.st_mode) ? 'd' : S_ISREG(info.st_mode) ? 'f' : S_ISLNK(info.st_mode) ? 'l' : 'o';
+        }
+        /* "<kind>\0<name>\0": names may hold any byte but NUL and '/'. */
+        char record[2] = {kind, 0};
+        if (write(out, record, 2) != 2 || write(out, entry->d_name, strlen(entry->d_name) + 1) < 0) {
+            closedir(listing);
+            return -1;
+        }
+    }
+    closedir(listing);
+    return 0;
+}
+
+static int run_operation(const struct init_config *config, const char *operation, const char *path, int data) {
+    /* The writable area the path lies in: the longest root that prefixes it. */
+    const char *area = NULL;
+    size_t area_length = 0;
+    for (size_t i = 0; i < config->writable_count; i++) {
+        size_t length = strlen(config->writable[i]);
+        if (strncmp(path, config->writable[i], length) == 0 && (path[length] == '/' || path[length] == 0) &&
+            length > area_length) {
+            area = config->writable[i];
+            area_length = length;
+        }
+    }
+    if (!area) {
+        errno = EXDEV;
+        return -1;
+    }
+    const char *relative = path[area_length] == '/' ? path + area_length + 1 : ".";
+    if (*relative == 0) relative = ".";
+    int root = open(area, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) return -1;
+
+    if (strcmp(operation, "read") == 0) {
+        int file = open_beneath(root, relative, O_RDONLY, 0);
+        if (file < 0) return -1;
+        struct stat info;
+        if (fstat(file, &info) != 0) return -1;
+        if (S_ISDIR(info.st_mode)) {
+            errno = EISDIR;
+            return -1;
+        }
+        return copy(file, data);
+    }
+    if (strcmp(operation, "list") == 0) return list_directory(root, relative, data);
+    if (strcmp(operation, "mkdir") == 0) {
+        int made = make_directories(root, relative);
+        return made < 0 ? -1 : 0;
+    }
+
+    /* write and remove act on the last component inside its parent. */
+    char *parent_path = strdup(relative);
+    if (!parent_path) return -1;
+    char *slash = strrchr(parent_path, '/');
+    const char *name = slash ? slash + 1 : parent_path;
+    if (slash) *slash = 0;
+    if (strcmp(name, ".") == 0 || *name == 0) {
+        errno = EINVAL; /* the area itself */
+        return -1;
+    }
+    int parent;
+    if (strcmp(operation, "write") == 0) {
+        parent = slash ? make_directories(root, parent_path) : dup(root);
+    } else {
+        parent = slash ? open_beneath(root, parent_path, O_PATH | O_DIRECTORY, 0) : dup(root);
+    }
+    if (parent < 0) return -1;
+    if (strcmp(operation, "remove") == 0) return remove_tree(parent, name);
+    if (strcmp(operation, "write") == 0) {
+        int file = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (file < 0) return -1;
+        if (copy(data, file) != 0) return -1;
+        return close(file);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+pid_t start_file_operation(const struct init_config *config, const char *operation, const char *path, int data,
+                           struct failure *failure) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        fail(failure, "fork for file operation");
+        return -1;
+    }
+    if (pid > 0) return pid;
+
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int rc = -1;
+    if (setgroups(0, NULL) == 0 && setresgid(config->guest_gid, config->guest_gid, config->guest_gid) == 0 &&
+        setresuid(config->guest_uid, config->guest_uid, config->guest_uid) == 0 &&
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) {
+        rc = run_operation(config, operation, path, data);
+    }
+    _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));
+}
