@@ -35,9 +35,12 @@ test: deps probes
 	$(SWIFT) test --skip SecureExecLeakTests
 	$(SWIFT) test --filter SecureExecLeakTests
 
+# The CLI finds init in ../libexec/secure-exec and the skeleton in ../share/secure-exec.
 install: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --product secure-exec
+	$(SWIFT) build -c release --product secure-exec-init
 	install -d $(PREFIX)/bin $(PREFIX)/libexec/secure-exec $(PREFIX)/share/secure-exec
+	install -m 0755 .build/release/secure-exec $(PREFIX)/bin/secure-exec
 	install -m 0755 .build/release/secure-exec-init $(PREFIX)/libexec/secure-exec/secure-exec-init
 	rm -rf $(PREFIX)/share/secure-exec/rootfs
 	cp -R rootfs/skeleton $(PREFIX)/share/secure-exec/rootfs

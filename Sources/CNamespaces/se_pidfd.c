@@ -28,3 +28,5 @@ int se_pidfd_reap(int pidfd, int *status) {
     }
     return 1;
 }
+
+int se_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

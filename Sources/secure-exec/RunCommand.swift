@@ -19,7 +19,7 @@ struct RunCommand: AsyncParsableCommand {
               secure-exec run app.mjs --memory 256M --cpu 10s --env NODE_ENV=production -- --port 3000
             """)
 
-    @Argument(help: "A JavaScript file to run (ESM or CommonJS).")
+    @Argument(help: "A JavaScript file (ESM or CommonJS), or a project directory to upload and run.")
     var file: String?
 
     @Option(name: .short, help: ArgumentHelp("Code to run instead of a file.", valueName: "CODE"))
@@ -40,9 +40,7 @@ struct RunCommand: AsyncParsableCommand {
         if (file == nil) == (eval == nil) {
             throw ValidationError("give either a FILE or -e CODE")
         }
-        if let file, !FileManager.default.fileExists(atPath: file) {
-            throw ValidationError("\(file.debugDescription) does not exist")
-        }
+        if let file { _ = try Project.load(path: file) }
         if let timeout, Units.duration(timeout) == nil {
             throw ValidationError("--timeout expects a duration like 60s, got \(timeout.debugDescription)")
         }
@@ -53,30 +51,19 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let code: String
-        if let eval {
-            code = eval
-        } else {
-            guard let data = FileManager.default.contents(atPath: file!), let text = String(data: data, encoding: .utf8)
-            else { throw CLIFailure(message: "cannot read \(file!) as UTF-8 text", code: ExitCodes.usage) }
-            code = text
-        }
+        let project = try eval.map { Project.code($0) } ?? Project.load(path: file!)
         let output = EventPrinter(json: json)
         let runtime: NodeRuntime
         do {
-            runtime = try await NodeRuntime.create(
-                permissions: sandbox.permissions, limits: try sandbox.limits(), mounts: try sandbox.parsedMounts(),
-                nodeModules: try sandbox.validateNodeModules())
+            runtime = try await sandbox.makeRuntime(for: project)
         } catch {
             throw CLIFailure(message: "could not create the sandbox: \(error)", code: ExitCodes.unavailable)
         }
         let interrupts = InterruptHandler()
         let termination: Termination
         do {
-            let process = try await runtime.spawn(
-                code, arguments: guestArguments, environment: try sandbox.parsedEnvironment(),
-                timeout: timeout.flatMap(Units.duration),
-                onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
+            let process = try await sandbox.start(
+                project, in: runtime, arguments: guestArguments, timeout: timeout.flatMap(Units.duration), output: output)
             output.spawned(pid: process.pid)
             let forwarding = StdinForwarder.start(to: process)
             defer { forwarding.cancel() }

@@ -79,6 +79,35 @@ struct SandboxOptions: ParsableArguments {
         Permissions(network: allowNetwork ? .allow : .deny, childProcess: allowChildProcess ? .allow : .deny)
     }
 
+    /// A runtime for `project`: its files uploaded, its node_modules mounted.
+    func makeRuntime(for project: Project) async throws -> NodeRuntime {
+        var files: [String: [UInt8]] = [:]
+        var nodeModules = try validateNodeModules()
+        if case .directory(let projectFiles, _, let projectModules) = project {
+            files = projectFiles
+            nodeModules = nodeModules ?? projectModules
+        }
+        return try await NodeRuntime.create(
+            permissions: permissions, limits: try limits(), mounts: try parsedMounts(), files: files,
+            nodeModules: nodeModules)
+    }
+
+    /// Starts `project`'s code or entry file in `runtime`, its output to `output`.
+    func start(
+        _ project: Project, in runtime: NodeRuntime, arguments: [String], timeout: Duration?, output: EventPrinter
+    ) async throws -> GuestProcess {
+        switch project {
+        case .code(let code):
+            return try await runtime.spawn(
+                code, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,
+                onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
+        case .directory(_, let entry, _):
+            return try await runtime.spawnFile(
+                entry, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,
+                onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
+        }
+    }
+
     func validateNodeModules() throws -> String? {
         guard let nodeModules else { return nil }
         let path = nodeModules.hasPrefix("/") ? nodeModules : FileManager.default.currentDirectoryPath + "/" + nodeModules

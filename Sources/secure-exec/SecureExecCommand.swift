@@ -1,7 +1,26 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct SecureExecCommand: AsyncParsableCommand {
+    /// Runs the command; our own failures print one plain line on stderr and
+    /// exit with their documented code (never a stack trace).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as CLIFailure {
+            FileHandle.standardError.write(Data("secure-exec: \(failure.message)\n".utf8))
+            Foundation.exit(failure.code)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "secure-exec",
         abstract: "Run untrusted Node.js code in SecureExec sandboxes.",
@@ -11,7 +30,7 @@ struct SecureExecCommand: AsyncParsableCommand {
             \(ExitCodes.cpuLimit) CPU-time limit; \(ExitCodes.usage) bad arguments; \
             \(ExitCodes.unavailable) the host cannot run sandboxes or the sandbox failed.
             """,
-        subcommands: [RunCommand.self, ServeCommand.self])
+        subcommands: [CheckCommand.self, RunCommand.self, ServeCommand.self])
 }
 
 /// The CLI's documented exit codes besides the guest's own.

@@ -19,7 +19,7 @@ struct ServeCommand: AsyncParsableCommand {
               secure-exec serve server.mjs --port 3000 --expose 127.0.0.1:0 --json
             """)
 
-    @Argument(help: "The server's JavaScript file.")
+    @Argument(help: "The server's JavaScript file, or a project directory to upload and start.")
     var file: String
 
     @Option(help: "The port the server listens on inside the sandbox.")
@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file.debugDescription) does not exist") }
+        _ = try Project.load(path: file)
         guard (1...65535).contains(port) else { throw ValidationError("--port must be 1-65535") }
         if let expose { _ = try Self.parseExpose(expose) }
         guard Units.duration(readyTimeout) != nil else { throw ValidationError("--ready-timeout expects a duration like 30s") }
@@ -64,17 +64,13 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file), let code = String(data: data, encoding: .utf8) else {
-            throw CLIFailure(message: "cannot read \(file) as UTF-8 text", code: ExitCodes.usage)
-        }
+        let project = try Project.load(path: file)
         let output = EventPrinter(json: json)
-        var permissions = sandbox.permissions
-        permissions.network = .allow
+        var options = sandbox
+        options.allowNetwork = true
         let runtime: NodeRuntime
         do {
-            runtime = try await NodeRuntime.create(
-                permissions: permissions, limits: try sandbox.limits(), mounts: try sandbox.parsedMounts(),
-                nodeModules: try sandbox.validateNodeModules())
+            runtime = try await options.makeRuntime(for: project)
         } catch {
             throw CLIFailure(message: "could not create the sandbox: \(error)", code: ExitCodes.unavailable)
         }
@@ -85,9 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let termination: Termination?
         do {
-            let server = try await runtime.spawn(
-                code, environment: try sandbox.parsedEnvironment(), onStdout: { output.stdout($0) },
-                onStderr: { output.stderr($0) })
+            let server = try await options.start(project, in: runtime, arguments: [], timeout: nil, output: output)
             output.spawned(pid: server.pid)
             try await runtime.waitForListener(port: port, timeout: Units.duration(readyTimeout)!, process: server)
             output.listening(port: port)

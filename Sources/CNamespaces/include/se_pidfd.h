@@ -12,4 +12,7 @@ int se_pidfd_signal(int pidfd, int signal);
  */
 int se_pidfd_reap(int pidfd, int *_Nonnull status);
 
+/* pidfd_open(pid, 0): the descriptor (close-on-exec) or -1/errno. */
+int se_pidfd_open(pid_t pid);
+
 #endif

@@ -1,0 +1,74 @@
+import Supervisor
+
+/// Whether this host can run SecureExec sandboxes, and why not.
+public struct HostReport: Sendable {
+    /// One checked fact.
+    public struct Check: Sendable {
+        public var name: String
+        public var ok: Bool
+        /// A missing required fact means no sandbox can be made.
+        public var required: Bool
+        public var detail: String
+        /// What to do about it, in words, when not ok.
+        public var fix: String?
+    }
+
+    public var checks: [Check]
+    /// The node the sandbox runs (`process.version` inside a real sandbox), if one could be made.
+    public var nodeVersion: String?
+    /// The host path of that node binary, if found.
+    public var nodePath: String?
+
+    /// True when every required check passed.
+    public var canRunSandboxes: Bool { checks.allSatisfy { $0.ok || !$0.required } }
+}
+
+extension NodeRuntime {
+    /// Checks this host: root, user namespaces, seccomp, pidfd, kernel
+    /// version, cgroup controllers, and finally an end-to-end sandbox that
+    /// runs `node` and reports its version (the check that proves the rest).
+    public static func checkHost(node: String? = nil) async -> HostReport {
+        var checks = HostProbe.facts().map {
+            HostReport.Check(name: $0.name, ok: $0.ok, required: $0.required, detail: $0.detail, fix: $0.fix)
+        }
+        var version: String?
+        var path: String?
+        do {
+            path = try RuntimeAssets.locate(node: node).node
+        } catch {
+            checks.append(HostReport.Check(name: "node", ok: false, required: true, detail: error.message, fix: error.message))
+        }
+        if path != nil && checks.allSatisfy({ $0.ok || !$0.required }) {
+            let cgroupsUsable = checks.filter { $0.name.hasPrefix("cgroup") }.allSatisfy(\.ok)
+            let limits = cgroupsUsable ? Limits() : Limits(memoryBytes: nil, maxProcesses: nil)
+            do {
+                let result = try await withNodeRuntime(limits: limits, node: node) { runtime in
+                    try await runtime.exec("process.stdout.write(process.version)", timeout: .seconds(20))
+                }
+                if result.exitCode == 0 {
+                    version = result.stdoutText
+                    checks.append(
+                        HostReport.Check(name: "node", ok: true, required: true, detail: "\(path!) \(result.stdoutText)", fix: nil))
+                    checks.append(
+                        HostReport.Check(
+                            name: "sandbox", ok: true, required: true,
+                            detail: "a sandbox ran node \(result.stdoutText) in \(result.duration)", fix: nil))
+                } else {
+                    checks.append(
+                        HostReport.Check(
+                            name: "sandbox", ok: false, required: true,
+                            detail: "node in a sandbox \(result.termination): \(result.stderrText.suffix(300))",
+                            fix: "see the error above; `node -e 0` must work on the host"))
+                }
+            } catch let error as SecureExecError {
+                checks.append(
+                    HostReport.Check(
+                        name: "sandbox", ok: false, required: true, detail: error.description,
+                        fix: "the failing step is named above"))
+            } catch {
+                checks.append(HostReport.Check(name: "sandbox", ok: false, required: true, detail: "\(error)", fix: nil))
+            }
+        }
+        return HostReport(checks: checks, nodeVersion: version, nodePath: path)
+    }
+}
