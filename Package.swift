@@ -64,6 +64,16 @@ let package = Package(
             dependencies: ["SecureExec"],
             path: "Examples/DevServer"
         ),
+        .executableTarget(
+            name: "UploadProjectExample",
+            dependencies: ["SecureExec"],
+            path: "Examples/UploadProject"
+        ),
+        .executableTarget(
+            name: "RunToCompletionExample",
+            dependencies: ["SecureExec"],
+            path: "Examples/RunToCompletion"
+        ),
         .testTarget(
             name: "SecureExecTests",
             dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
