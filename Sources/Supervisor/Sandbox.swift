@@ -564,14 +564,12 @@ package final class Sandbox: Sendable {
             _ = try? control.withLock { channel throws(SecureExecError) in
                 try channel?.send(SE_REQ_SIGNAL_ALL, signal: SIGTERM)
             }
-            let grace = configuration.terminationGrace
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for record in live { _ = await record.wait() }
-                }
-                group.addTask { try? await Task.sleep(for: grace) }
-                await group.next()
-                group.cancelAll()
+            // Give them the grace period to exit by themselves, checking often;
+            // a guest that ignores SIGTERM is killed below with everything else.
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: configuration.terminationGrace)
+            while clock.now < deadline && live.contains(where: \.isRunning) {
+                try? await Task.sleep(for: .milliseconds(5))
             }
         }
         // Killing init ends the pid namespace: the kernel kills every guest
