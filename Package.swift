@@ -1,5 +1,9 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
+
+// Warnings are errors in our own targets (not in dependencies).
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+let strictC: [CSetting] = [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"])]
 
 let package = Package(
     name: "SecureExec",
@@ -20,14 +24,15 @@ let package = Package(
         // Only the syscalls Swift cannot make safely: clone3 + exec, setns, SCM_RIGHTS, pidfd.
         .target(
             name: "CNamespaces",
-            path: "Sources/CNamespaces"
+            path: "Sources/CNamespaces",
+            cSettings: strictC
         ),
         // PID 1 of every sandbox. A small, single-threaded C program.
         .executableTarget(
             name: "secure-exec-init",
             dependencies: ["CNamespaces"],
             path: "Sources/secure-exec-init",
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-Wno-missing-field-initializers"])],
+            cSettings: strictC,
             linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
         ),
         .target(
@@ -40,7 +45,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ],
-            path: "Sources/Supervisor"
+            path: "Sources/Supervisor",
+            swiftSettings: strict
         ),
         .target(
             name: "SecureExec",
@@ -48,7 +54,8 @@ let package = Package(
                 "Supervisor",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Sources/SecureExec"
+            path: "Sources/SecureExec",
+            swiftSettings: strict
         ),
         // The ops CLI, over the public API only.
         .executableTarget(
@@ -57,32 +64,37 @@ let package = Package(
                 "SecureExec",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/secure-exec"
+            path: "Sources/secure-exec",
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "DevServerExample",
             dependencies: ["SecureExec"],
-            path: "Examples/DevServer"
+            path: "Examples/DevServer",
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "UploadProjectExample",
             dependencies: ["SecureExec"],
-            path: "Examples/UploadProject"
+            path: "Examples/UploadProject",
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "RunToCompletionExample",
             dependencies: ["SecureExec"],
-            path: "Examples/RunToCompletion"
+            path: "Examples/RunToCompletion",
+            swiftSettings: strict
         ),
         .testTarget(
             name: "SecureExecTests",
             dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
-            path: "Tests/SecureExecTests"
+            path: "Tests/SecureExecTests",
+            swiftSettings: strict
         ),
         // Process-wide resource counts (fds, threads, mounts): run alone with `swift test --filter SecureExecLeakTests`.
-        .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests"),
+        .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests", swiftSettings: strict),
         // A host that owns a sandbox and can be SIGKILLed by the leak tests.
-        .executableTarget(name: "secure-exec-test-host", dependencies: ["SecureExec"], path: "Tests/TestHost"),
+        .executableTarget(name: "secure-exec-test-host", dependencies: ["SecureExec"], path: "Tests/TestHost", swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )
