@@ -55,6 +55,7 @@ package final class SandboxCgroup: Sendable {
                 made[controller] = existing
                 continue
             }
+            removeStale(in: parent.path)
             let path = parent.path + "/" + name
             if mkdir(path, 0o755) != 0 && errno != EEXIST {
                 let error = SystemCall.failure(.sandboxSetupFailed, "could not create \(path)", step: "mkdir cgroup")
@@ -72,6 +73,18 @@ package final class SandboxCgroup: Sendable {
         }
         cgroup.oomBaseline.withLock { $0 = cgroup.oomKillCount() }
         return cgroup
+    }
+
+    /// Removes empty cgroups left by a supervisor that died without disposing
+    /// (named `secure-exec-<pid>-<slot>`, that pid no longer running). rmdir
+    /// only succeeds on a cgroup with no process left, so nothing live is touched.
+    private static func removeStale(in parent: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
+        for name in names where name.hasPrefix("secure-exec-") {
+            let parts = name.split(separator: "-")
+            guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { rmdir(parent + "/" + name) }
+        }
     }
 
     private func applyLimits(memoryBytes: UInt64, maxProcesses: Int) throws(SecureExecError) {
