@@ -1,5 +1,9 @@
 import Supervisor
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A response whose body arrives as a stream, for `NodeRuntime.fetchStreaming`.
 public struct StreamingResponse: Sendable {
     public var status: Int
@@ -168,6 +172,20 @@ public final class ExposedPort: Sendable {
 }
 
 extension NodeRuntime {
+    /// True for "localhost" and for IP literals on loopback (127.0.0.0/8,
+    /// ::1, ::ffff:127.x). Names are never looked up: a name that merely
+    /// starts with "127." could resolve anywhere.
+    static func isLoopbackLiteral(_ host: String) -> Bool {
+        if host == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+        return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff && bytes[12] == 127
+    }
+
     /// Opens a real TCP listener on the host and pipes each connection it
     /// accepts, both ways and untouched, to `guestPort` in the sandbox, so a
     /// browser, curl or a WebSocket client reaches the dev server as if it ran
@@ -188,8 +206,7 @@ extension NodeRuntime {
             throw SecureExecError(.invalidArgument, "host port \(port) is out of range (0-65535)", step: "expose")
         }
         try Self.validate(timeout: connectTimeout, name: "connectTimeout")
-        let loopback = host == "::1" || host == "localhost" || host.hasPrefix("127.")
-        guard loopback || allowNonLoopback else {
+        guard Self.isLoopbackLiteral(host) || allowNonLoopback else {
             throw SecureExecError(
                 .invalidArgument,
                 "\(host) is not a loopback address; pass allowNonLoopback: true to expose the guest beyond this machine",

@@ -365,13 +365,16 @@ final class GuestConnection: Sendable {
             try await asyncChannel.executeThenClose { inbound, outbound in
                 var responses = inbound.makeAsyncIterator()
                 for await (exchange, done) in stream {
-                    let reusable = await serve(exchange, outbound, &responses)
+                    let (ended, reusable) = await serve(exchange, outbound, &responses)
                     served.store(true, ordering: .relaxed)
                     if !reusable {
                         alive.store(false, ordering: .relaxed)
                         jobs.finish()
                     }
+                    // Back in the pool before the caller sees the body end, so
+                    // its next request finds this connection free.
                     done(reusable)
+                    if ended { exchange.finish() }
                     if !reusable { break }
                 }
             }
@@ -388,11 +391,12 @@ final class GuestConnection: Sendable {
     }
 
     /// Writes one request and relays its response. Returns whether the
-    /// connection can serve another.
+    /// response ended normally (the caller then finishes the body stream)
+    /// and whether the connection can serve another.
     private func serve(
         _ exchange: GuestExchange, _ outbound: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>,
         _ responses: inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
-    ) async -> Bool {
+    ) async -> (ended: Bool, reusable: Bool) {
         var sawHead = false
         do {
             try await outbound.write(.head(exchange.head))
@@ -416,9 +420,9 @@ final class GuestConnection: Sendable {
                             .protocolError, "the guest closed the connection before the response was complete",
                             step: "fetch")
                     exchange.abort(error)
-                    return false
+                    return (false, false)
                 }
-                if exchange.isAborted { return false }
+                if exchange.isAborted { return (false, false) }
                 switch part {
                 case .head(let head):
                     // 1xx interim responses (but 101) are followed by the real one.
@@ -435,8 +439,7 @@ final class GuestConnection: Sendable {
                     // Suspends until the caller takes the chunk: that is the backpressure.
                     await exchange.events.send(Array(buffer: buffer))
                 case .end:
-                    exchange.finish()
-                    return keepAlive && !exchange.isAborted
+                    return (true, keepAlive && !exchange.isAborted)
                 }
             }
         } catch {
@@ -447,7 +450,7 @@ final class GuestConnection: Sendable {
                     exchange.abort(Self.map(error))
                 }
             }
-            return false
+            return (false, false)
         }
     }
 
