@@ -102,7 +102,7 @@ extension NodeRuntime {
         let stderr = OutputBuffer()
         let clock = ContinuousClock()
         let began = clock.now
-        let process = try await start(
+        let process = try await launch(
             request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
             timeout: timeout, nodeOptions: nodeOptions, onStdout: { stdout.append($0) }, onStderr: { stderr.append($0) })
         if let stdin {

@@ -128,7 +128,7 @@ public final class NodeRuntime: Sendable {
     ) async throws(SecureExecError) -> GuestProcess {
         var request = SpawnRequest()
         request.code = code
-        return try await start(
+        return try await launch(
             request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
             timeout: timeout, onStdout: onStdout, onStderr: onStderr)
     }
@@ -147,12 +147,12 @@ public final class NodeRuntime: Sendable {
         try Self.validate(guestPath: path, name: "path")
         var request = SpawnRequest()
         request.entryFile = path
-        return try await start(
+        return try await launch(
             request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
             timeout: timeout, onStdout: onStdout, onStderr: onStderr)
     }
 
-    func start(
+    func launch(
         _ base: SpawnRequest, arguments: [String], environment: [String: String], workingDirectory: String,
         timeout: Duration?, nodeOptions: [String] = [], onStdout: (@Sendable ([UInt8]) -> Void)?,
         onStderr: (@Sendable ([UInt8]) -> Void)?

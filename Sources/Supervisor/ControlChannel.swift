@@ -28,6 +28,7 @@ final class ControlChannel: Sendable {
     private let fd: Int32
     private let source: Mutex<DispatchSourceBox?>
     private let sendLock = Mutex(())
+    private let closed = CloseSignal()
 
     init(fd: Int32, queue: DispatchQueue, onEvent: @escaping @Sendable (InitEvent) -> Void) {
         self.fd = fd
@@ -49,7 +50,10 @@ final class ControlChannel: Sendable {
                 return
             }
         }
-        source.setCancelHandler { SystemCall.close(fd) }
+        source.setCancelHandler { [closed] in
+            SystemCall.close(fd)
+            closed.fire()
+        }
         source.resume()
     }
 
@@ -83,12 +87,17 @@ final class ControlChannel: Sendable {
         }
     }
 
-    /// Stops reading and closes the socket; init sees the hang-up and exits.
-    func close() {
-        source.withLock { source in
-            source?.cancel()
-            source = nil
-        }
+    /// Stops reading and closes the socket (init sees the hang-up and exits);
+    /// returns once the descriptor is really closed. Dispatch owns the fd
+    /// until its cancel handler has run, so that is where it is closed and
+    /// what this waits for.
+    func close() async {
+        guard let box = source.withLock({ source -> DispatchSourceBox? in
+            defer { source = nil }
+            return source
+        }) else { return }
+        box.cancel()
+        await closed.wait()
     }
 
     private static func decode(_ event: se_event) -> InitEvent? {
@@ -104,6 +113,30 @@ final class ControlChannel: Sendable {
         case SE_EV_SIGNAL_FAILED.rawValue: return .signalFailed(request: event.id, pid: event.pid, errno: event.err)
         case SE_EV_FILE_DONE.rawValue: return .fileDone(request: event.id, errno: event.err)
         default: return nil
+        }
+    }
+}
+
+/// Fires once (from a Dispatch cancel handler); waiters before or after resume.
+final class CloseSignal: Sendable {
+    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func fire() {
+        let waiters = state.withLock { state in
+            state.fired = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let fired = state.withLock { state in
+                if !state.fired { state.waiters.append(continuation) }
+                return state.fired
+            }
+            if fired { continuation.resume() }
         }
     }
 }

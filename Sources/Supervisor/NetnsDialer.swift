@@ -1,5 +1,6 @@
 import CNamespaces
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -77,19 +78,19 @@ package struct NetnsDialer: Sendable {
             let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
             let box = DispatchSourceBox(source: source)
             let finished = Once()
+            let outcome = Mutex(false)
             source.setEventHandler {
                 if finished.claim() {
+                    outcome.withLock { $0 = true }
                     box.cancel()
-                    continuation.resume(returning: true)
                 }
             }
+            // Resume only after Dispatch has let go of the fd (the caller may close it).
+            source.setCancelHandler { continuation.resume(returning: outcome.withLock { $0 }) }
             source.resume()
             let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
             queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) {
-                if finished.claim() {
-                    box.cancel()
-                    continuation.resume(returning: false)
-                }
+                if finished.claim() { box.cancel() }
             }
         }
         if !outcome {

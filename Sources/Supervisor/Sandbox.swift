@@ -576,10 +576,11 @@ package final class Sandbox: Sendable {
         // and init's exit is only reported after they are all gone.
         _ = se_pidfd_signal(pidfd, SIGKILL)
         await awaitInitExit()
-        control.withLock { channel in
-            channel?.close()
-            channel = nil
+        let channel = control.withLock { channel in
+            defer { channel = nil }
+            return channel
         }
+        await channel?.close()
         initGone()
         cgroup?.remove()
         SystemCall.close(netnsFD)
@@ -597,11 +598,11 @@ package final class Sandbox: Sendable {
             let once = Once()
             source.setEventHandler { [pidfd] in
                 var status: Int32 = 0
-                if se_pidfd_reap(pidfd, &status) != 0, once.claim() {
-                    box.cancel()
-                    continuation.resume()
-                }
+                if se_pidfd_reap(pidfd, &status) != 0, once.claim() { box.cancel() }
             }
+            // Dispatch watches the pidfd until the cancel handler runs; only
+            // then may teardown close it.
+            source.setCancelHandler { continuation.resume() }
             source.resume()
         }
     }

@@ -201,12 +201,12 @@ enum FDReadiness {
             let box = DispatchSourceBox(source: source)
             let once = Once()
             let finish: @Sendable () -> Void = {
-                if once.claim() {
-                    box.cancel()
-                    continuation.resume()
-                }
+                if once.claim() { box.cancel() }
             }
             source.setEventHandler(handler: finish)
+            // The caller may close the fd right after; Dispatch is done with it
+            // only once the cancel handler has run.
+            source.setCancelHandler { continuation.resume() }
             source.resume()
             queue.asyncAfter(deadline: .now() + .milliseconds(50), execute: finish)
         }

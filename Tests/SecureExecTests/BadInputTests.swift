@@ -1,0 +1,105 @@
+import SecureExec
+import Testing
+
+/// Bad input is rejected with a typed `.invalidArgument` error before
+/// anything is sent (DESIGN.md, "Errors and bad input"): out-of-range ports,
+/// CR or LF in a header or path (request smuggling), negative timeouts and
+/// unknown signals never reach a guest.
+@Suite("Bad input is rejected before sending", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+struct BadInputTests {
+    /// Answers every request with what it has seen so far: connections and "METHOD url" lines.
+    static let requestLog = """
+        const http = require("http");
+        const requests = [];
+        let connections = 0;
+        const server = http.createServer((req, res) => {
+          requests.push(req.method + " " + req.url);
+          res.end(JSON.stringify({ connections, requests }));
+        });
+        server.on("connection", () => connections++);
+        server.listen(3000, "127.0.0.1");
+        """
+
+    /// `fetch` calls that must each fail with `.invalidArgument`.
+    static let badFetches: [(String, @Sendable (NodeRuntime) async throws -> Void)] = [
+        ("port 0", { _ = try await $0.fetch(0) }),
+        ("port 70000", { _ = try await $0.fetch(70000) }),
+        ("port 65536", { _ = try await $0.fetch(65536) }),
+        ("port -1", { _ = try await $0.fetch(-1) }),
+        ("CR in a header name", { _ = try await $0.fetch(3000, headers: [HTTPHeader("X-Bad\r", "1")]) }),
+        ("LF in a header name", { _ = try await $0.fetch(3000, headers: [HTTPHeader("X-Bad\n", "1")]) }),
+        ("CR in a header value", { _ = try await $0.fetch(3000, headers: [HTTPHeader("X-Bad", "a\rb")]) }),
+        ("LF in a header value", { _ = try await $0.fetch(3000, headers: [HTTPHeader("X-Bad", "a\nb")]) }),
+        ("CRLF header injection in a value", {
+            _ = try await $0.fetch(3000, headers: [HTTPHeader("X-Bad", "1\r\nX-Injected: 1")])
+        }),
+        ("CR in the path", { _ = try await $0.fetch(3000, path: "/a\rb") }),
+        ("LF in the path", { _ = try await $0.fetch(3000, path: "/a\nb") }),
+        ("CRLF request smuggling in the path", {
+            _ = try await $0.fetch(3000, path: "/ HTTP/1.1\r\nHost: x\r\n\r\nGET /smuggled")
+        }),
+    ]
+
+    @Test("fetch rejects bad ports, headers and paths and sends nothing")
+    func badFetchesSendNothing() async throws {
+        try await withRuntime(network: .allow) { runtime in
+            let server = try await runtime.startGuest(Self.requestLog)
+            try await runtime.waitForListener(port: 3000, process: server.process)
+
+            for (name, call) in Self.badFetches {
+                let error = await #expect(throws: SecureExecError.self, "\(name)") { try await call(runtime) }
+                #expect(error?.code == .invalidArgument, "\(name): \(String(describing: error))")
+            }
+
+            let good = try await runtime.fetch(3000, path: "/good")
+            #expect(good.status == 200)
+            #expect(good.bodyText == #"{"connections":1,"requests":["GET /good"]}"#)
+        }
+    }
+
+    @Test("waitForListener rejects a negative timeout and port 0")
+    func badWaits() async throws {
+        try await withRuntime { runtime in
+            let negative = await #expect(throws: SecureExecError.self) {
+                try await runtime.waitForListener(port: 3000, timeout: .seconds(-1))
+            }
+            #expect(negative?.code == .invalidArgument)
+            let portZero = await #expect(throws: SecureExecError.self) {
+                try await runtime.waitForListener(port: 0)
+            }
+            #expect(portZero?.code == .invalidArgument)
+            let portTooLarge = await #expect(throws: SecureExecError.self) {
+                try await runtime.waitForListener(port: 65536)
+            }
+            #expect(portTooLarge?.code == .invalidArgument)
+        }
+    }
+}
+
+/// Unknown signals are rejected with `.invalidArgument` (DESIGN.md, "Errors
+/// and bad input") and known names map to the platform's numbers. Needs no
+/// sandbox, so no root.
+@Suite("Signal names and numbers", .timeLimit(.minutes(1)))
+struct SignalInputTests {
+    @Test("numbers outside the signal range are rejected", arguments: [Int32(99), 0, -1, 32, 33, 65])
+    func badNumber(number: Int32) {
+        let error = #expect(throws: SecureExecError.self) { try Signal(number) }
+        #expect(error?.code == .invalidArgument)
+    }
+
+    @Test("unknown names are rejected", arguments: ["SIGNOPE", "NOPE", "", "SIG", "SIGTERM2"])
+    func badName(name: String) {
+        let error = #expect(throws: SecureExecError.self) { try Signal(named: name) }
+        #expect(error?.code == .invalidArgument)
+    }
+
+    @Test("names with or without SIG, in any case, give the platform's number")
+    func goodNames() throws {
+        #expect(try Signal(named: "SIGTERM") == .terminate)
+        #expect(try Signal(named: "term") == .terminate)
+        #expect(try Signal(named: "sigkill") == .kill)
+        #expect(try Signal(named: "SIGUSR1").rawValue == 10)
+        #expect(try Signal(15) == .terminate)
+        #expect(try Signal(34).rawValue == 34)
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One process on the host, as /proc shows it.
+struct HostProcessEntry: Sendable, Hashable, CustomStringConvertible {
+    let pid: Int32
+    let parent: Int32
+    /// The one-letter state from /proc/<pid>/stat ("Z" for a zombie).
+    let state: String
+    let commandLine: [String]
+
+    var description: String { "\(pid) (parent \(parent), \(state)) \(commandLine.joined(separator: " "))" }
+
+    /// The sandbox's PID 1 (its argv[0] is set by the supervisor).
+    var isSandboxInit: Bool { commandLine.first == "secure-exec-init" }
+    /// A guest `node` started from code (its entry file is `.secure-exec-entry-N.js`).
+    var isGuestNode: Bool {
+        (commandLine.first.map { ($0 as NSString).lastPathComponent == "node" } ?? false)
+            && commandLine.contains { $0.contains(".secure-exec-entry") }
+    }
+}
+
+/// What this test process holds on the host: descriptors, threads, mounts
+/// and processes, read from /proc.
+enum HostCensus {
+    /// Every open descriptor of this process and what it points to (the
+    /// directory handle used to list them is left out).
+    static func openDescriptors() -> [Int32: String] {
+        guard let directory = opendir("/proc/self/fd") else { return [:] }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var descriptors: [Int32: String] = [:]
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd != own else { continue }
+            descriptors[fd] = readLink("/proc/self/fd/\(fd)") ?? "?"
+        }
+        return descriptors
+    }
+
+    /// `target` (a descriptor's link text) with the socket's kind added when
+    /// it is a unix or TCP socket of this network namespace, e.g.
+    /// "socket:[123] (unix seqpacket)".
+    static func explain(_ target: String) -> String {
+        guard target.hasPrefix("socket:["), let inode = Int(target.dropFirst(8).dropLast()) else { return target }
+        let unixTypes = ["0001": "stream", "0002": "datagram", "0005": "seqpacket"]
+        for line in (readText("/proc/self/net/unix") ?? "").split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            if fields.count >= 7, Int(fields[6]) == inode {
+                return "\(target) (unix \(unixTypes[String(fields[4])] ?? String(fields[4]))\(fields.count > 7 ? " " + fields[7] : ""))"
+            }
+        }
+        for table in ["tcp", "tcp6"] {
+            for line in (readText("/proc/self/net/\(table)") ?? "").split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ")
+                if fields.count >= 10, Int(fields[9]) == inode { return "\(target) (\(table) \(fields[1]) -> \(fields[2]))" }
+            }
+        }
+        return target
+    }
+
+    /// The number of threads in this process.
+    static func threadCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
+    }
+
+    /// The names of this process's threads (from /proc/self/task/*/comm), sorted.
+    static func threadNames() -> [String] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { readText("/proc/self/task/\($0)/comm")?.trimmingCharacters(in: .newlines) }.sorted()
+    }
+
+    /// The number of lines in this process's mount table.
+    static func mountTableLineCount() -> Int {
+        readText("/proc/self/mountinfo")?.split(separator: "\n").count ?? 0
+    }
+
+    /// Every process on the host (processes that vanish while being read are skipped).
+    static func processes() -> [HostProcessEntry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return names.compactMap(Int32.init).compactMap(process)
+    }
+
+    /// One process, or nil when there is none with that pid.
+    static func process(_ pid: Int32) -> HostProcessEntry? {
+        guard let stat = readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so parse after the last ")".
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 2, let parent = Int32(fields[1]) else { return nil }
+        let commandLine = (readText("/proc/\(pid)/cmdline") ?? "")
+            .split(separator: "\0", omittingEmptySubsequences: false).map(String.init)
+        return HostProcessEntry(
+            pid: pid, parent: parent, state: String(fields[0]),
+            commandLine: commandLine.last == "" ? Array(commandLine.dropLast()) : commandLine)
+    }
+
+    /// The processes whose parent is `pid` (this process by default), zombies included.
+    static func children(of pid: Int32 = getpid()) -> [HostProcessEntry] {
+        processes().filter { $0.parent == pid }
+    }
+
+    /// Every sandbox init and guest `node` on the host, from any supervisor.
+    static func sandboxProcesses() -> [HostProcessEntry] {
+        processes().filter { $0.isSandboxInit || $0.isGuestNode }
+    }
+
+    /// The environment of process `pid` (root may read any), or nil if it is gone.
+    static func environment(of pid: Int32) -> [String: String]? {
+        guard let text = readText("/proc/\(pid)/environ") else { return nil }
+        var environment: [String: String] = [:]
+        for entry in text.split(separator: "\0") {
+            guard let equals = entry.firstIndex(of: "=") else { continue }
+            environment[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+        }
+        return environment
+    }
+
+    /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
+    static func poll(for timeout: Duration = .seconds(5), until condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while !condition() {
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
+    /// The whole file read with plain read(2) (procfs files report size 0, so no size-based read).
+    static func readText(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            bytes += chunk[..<count]
+        }
+    }
+
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink(path, &buffer, buffer.count - 1)
+        guard length >= 0 else { return nil }
+        return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,49 @@
+// A host program for the leak tests: it owns one sandbox with a guest that
+// runs forever, says READY, and sleeps until it is killed. The leak tests
+// SIGKILL it and check that its sandbox's init and guest die with it.
+//
+// Usage: secure-exec-test-host <marker>
+// The guest gets SECURE_EXEC_TEST_MARKER=<marker> in its environment, so the
+// test can find exactly this host's guest in /proc/<pid>/environ.
+import Foundation
+import SecureExec
+
+let marker = CommandLine.arguments.dropFirst().first ?? "secure-exec-test-host"
+
+let guestCode = """
+    // secure-exec-test-host guest
+    setInterval(() => {}, 1000);
+    console.log("guest up");
+    """
+
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+do {
+    let runtime = try await NodeRuntime.create(permissions: .init(network: .allow))
+    let (lines, continuation) = AsyncStream.makeStream(of: [UInt8].self)
+    let guest = try await runtime.spawn(
+        guestCode, environment: ["SECURE_EXEC_TEST_MARKER": marker],
+        onStdout: { continuation.yield($0) },
+        onStderr: { FileHandle.standardError.write(Data($0)) })
+    Task {
+        await guest.wait()
+        continuation.finish()
+    }
+    // READY only once node runs the guest's code, so the test sees a live guest.
+    var received: [UInt8] = []
+    for await chunk in lines {
+        received += chunk
+        if String(decoding: received, as: UTF8.self).contains("guest up\n") { break }
+    }
+    guard String(decoding: received, as: UTF8.self).contains("guest up\n") else {
+        FileHandle.standardError.write(Data("secure-exec-test-host: the guest \(await guest.wait()) before it was up\n".utf8))
+        exit(1)
+    }
+    say("READY \(guest.pid)")
+    while true { try await Task.sleep(for: .seconds(3600)) }
+} catch {
+    FileHandle.standardError.write(Data("secure-exec-test-host failed: \(error)\n".utf8))
+    exit(1)
+}
