@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `secure-exec` CLI, run as a real process the way operators and
+/// scripts run it: exit codes, limits, serve with expose, check, bad flags.
+@Suite("CLI", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+struct CLITests {
+    static var cli: String { BuildProducts.path("secure-exec") }
+
+    /// Runs the CLI to completion: blocking reads of both pipes and the wait
+    /// happen on threads of their own, never on the cooperative pool.
+    func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.cli)
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                let errors = ThreadResult()
+                Thread.detachNewThread { errors.set(err.fileHandleForReading.readDataToEndOfFile()) }
+                let output = out.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: (
+                    process.terminationStatus, String(decoding: output, as: UTF8.self),
+                    String(decoding: errors.get(), as: UTF8.self)
+                ))
+            }
+        }
+    }
+
+    @Test("run -e exits with the guest's code and streams its output")
+    func runExitCode() async throws {
+        let result = try await run(["run", "-e", "console.log('out'); console.error('err'); process.exit(3)"])
+        #expect(result.status == 3)
+        #expect(result.stdout == "out\n")
+        #expect(result.stderr == "err\n")
+    }
+
+    @Test("a guest ended by the memory limit exits with the documented code 123")
+    func memoryLimit() async throws {
+        let result = try await run([
+            "run", "--memory", "48M", "-e",
+            "const keep = []; for (;;) keep.push(Buffer.alloc(1 << 20, 1));",
+        ])
+        #expect(result.status == 123, "stderr: \(result.stderr)")
+    }
+
+    @Test("a guest past --timeout exits 124, one past --cpu exits 122")
+    func timeAndCPULimits() async throws {
+        let timedOut = try await run(["run", "--timeout", "300ms", "-e", "setInterval(() => {}, 1000)"])
+        #expect(timedOut.status == 124)
+        let spun = try await run(["run", "--cpu", "1s", "-e", "for (;;) {}"])
+        #expect(spun.status == 122)
+    }
+
+    @Test("serve --expose is reachable from the host, and SIGINT removes the sandbox")
+    func serveExposeInterrupt() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let server = directory.appendingPathComponent("server.js")
+        try """
+            require("node:http").createServer((req, res) => res.end("served " + req.url))
+              .listen(3000, "127.0.0.1");
+            """.write(to: server, atomically: true, encoding: .utf8)
+
+        let program = try HostProgram(
+            Self.cli, arguments: ["serve", server.path, "--port", "3000", "--expose", "127.0.0.1:0", "--json"])
+        defer { program.stop() }
+        try await program.stdout.waitUntilContains("\"exposed\"", timeout: .seconds(30))
+        let events = program.stdout.lines.compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(events.map { $0["event"] as? String } == ["spawned", "listening", "exposed"])
+        let url = try #require(events.last?["url"] as? String)
+        let port = try #require(Int(url.split(separator: ":").last!.trimmingCharacters(in: CharacterSet(charactersIn: "/"))))
+
+        let client = try await HostSocket.connect(port: port)
+        try await client.send("GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        let response = String(decoding: try await client.receive(through: "served /hello"), as: UTF8.self)
+        #expect(response.hasPrefix("HTTP/1.1 200"))
+
+        let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
+        #expect(sandbox.count == 1, "serve runs exactly one sandbox")
+        kill(program.pid, SIGINT)
+        let (status, _) = try await program.waitForExit(timeout: .seconds(20))
+        #expect(status == 0, "an operator's stop is a clean exit")
+        #expect(program.stdout.lines.last?.contains("\"exited\"") == true)
+        let gone = await HostCensus.poll(for: .seconds(5)) {
+            sandbox.allSatisfy { HostCensus.process($0.pid) == nil }
+        }
+        #expect(gone, "no sandbox process survives the CLI")
+    }
+
+    @Test("check passes on this machine and its JSON has the expected fields")
+    func check() async throws {
+        let result = try await run(["check", "--json"])
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["ok"] as? Bool == true)
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        let names = Set(checks.compactMap { $0["name"] as? String })
+        #expect(names.isSuperset(of: ["root", "user namespaces", "seccomp", "pidfd", "kernel", "cgroup memory",
+                                      "cgroup pids", "node", "sandbox"]))
+        let node = try #require(report["node"] as? [String: Any])
+        #expect((node["version"] as? String)?.hasPrefix("v") == true)
+    }
+
+    /// With `--json`, anything started would print a "spawned" event first;
+    /// an empty stdout shows validation refused the command before that.
+    @Test("bad flags: a clear message, exit 64, nothing started", arguments: [
+        (["run", "--json", "--memory", "lots", "-e", "1"], "--memory expects a size"),
+        (["run", "--json", "--mount", "/no/such/path:/mnt/x", "-e", "1"], "does not exist"),
+        (["run", "--json", "/no/such/file.js"], "does not exist"),
+        (["serve", "--json", "/no/such/file.js", "--port", "3000"], "does not exist"),
+        (["run", "--json", "--timeout", "soon", "-e", "1"], "--timeout expects a duration"),
+    ])
+    func badFlags(_ arguments: [String], _ message: String) async throws {
+        let result = try await run(arguments)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error"), "no Swift trap")
+        #expect(result.stdout.isEmpty)
+    }
+}
+
+/// A value one thread sets and another waits for.
+private final class ThreadResult: @unchecked Sendable {
+    // @unchecked: guarded by `condition`.
+    private let condition = NSCondition()
+    private var value: Data?
+
+    func set(_ data: Data) {
+        condition.lock()
+        value = data
+        condition.signal()
+        condition.unlock()
+    }
+
+    func get() -> Data {
+        condition.lock()
+        defer { condition.unlock() }
+        while value == nil { condition.wait() }
+        return value!
+    }
+}
