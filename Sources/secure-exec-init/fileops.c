@@ -52,23 +52,36 @@ static int copy(int from, int to) {
     }
 }
 
-/* mkdir -p of `relative` beneath `root`, never following a symlink; returns an O_PATH fd of the last directory. */
+/*
+ * mkdir -p of `relative` beneath `root`; returns an O_PATH fd of the last
+ * directory. Each existing prefix is resolved with RESOLVE_BENEATH, so a
+ * symlinked directory that stays inside the area is followed (as node_modules
+ * trees use them) and one that leads out fails with EXDEV.
+ */
 static int make_directories(int root, const char *relative) {
-    char *copy_of = strdup(relative);
-    if (!copy_of) return -1;
+    char *path = strdup(relative);
+    if (!path) return -1;
+    size_t length = strlen(path);
     int current = dup(root);
-    char *save = NULL;
-    for (char *part = strtok_r(copy_of, "/", &save); part && current >= 0; part = strtok_r(NULL, "/", &save)) {
-        if (mkdirat(current, part, 0755) != 0 && errno != EEXIST) {
-            close(current);
-            current = -1;
-            break;
+    for (size_t i = 1; current >= 0 && i <= length; i++) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        char saved = path[i];
+        path[i] = 0;
+        int next = open_beneath(root, path, O_PATH | O_DIRECTORY, 0);
+        if (next < 0 && errno == ENOENT) {
+            const char *slash = strrchr(path, '/');
+            const char *name = slash ? slash + 1 : path;
+            if (mkdirat(current, name, 0755) == 0 || errno == EEXIST) {
+                next = open_beneath(root, path, O_PATH | O_DIRECTORY, 0);
+            }
         }
-        int next = openat(current, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int saved_errno = errno;
         close(current);
         current = next;
+        errno = saved_errno;
+        path[i] = saved;
     }
-    free(copy_of);
+    free(path);
     return current;
 }
 
@@ -180,8 +193,15 @@ static int run_operation(const struct init_config *config, const char *operation
     if (strcmp(operation, "write") == 0) {
         int file = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (file < 0) return -1;
-        if (copy(data, file) != 0) return -1;
-        return close(file);
+        if (copy(data, file) != 0 || close(file) != 0) {
+            /* A half-written file (ENOSPC above all) would keep the area
+             * full and the runtime stuck: remove it. */
+            int saved = errno;
+            unlinkat(parent, name, 0);
+            errno = saved;
+            return -1;
+        }
+        return 0;
     }
     errno = EINVAL;
     return -1;

@@ -14,8 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Guests we started and have not yet reported: only their exits are events. */
+/* Guests we started and have not yet reported: only their exits are events.
+ * entries[i] is the code file written for guests[i] (or NULL), removed when
+ * it exits so it neither fills nor clutters the workspace. */
 static pid_t *guests;
+static char **entries;
 static size_t guest_count, guest_capacity;
 
 /* File-operation children still running, and the request each answers. */
@@ -151,12 +154,15 @@ static void handle_spawn(const struct init_config *config, const struct se_reque
             if (guest_count == guest_capacity) {
                 size_t capacity = guest_capacity ? guest_capacity * 2 : 16;
                 pid_t *grown = realloc(guests, capacity * sizeof *grown);
-                if (grown) {
-                    guests = grown;
-                    guest_capacity = capacity;
-                }
+                if (grown) guests = grown;
+                char **grown_entries = realloc(entries, capacity * sizeof *grown_entries);
+                if (grown_entries) entries = grown_entries;
+                if (grown && grown_entries) guest_capacity = capacity;
             }
-            if (guest_count < guest_capacity) guests[guest_count++] = pid;
+            if (guest_count < guest_capacity) {
+                entries[guest_count] = records.entry ? strdup(records.entry) : NULL;
+                guests[guest_count++] = pid;
+            }
             send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
         }
     }
@@ -205,7 +211,14 @@ static void handle_file(const struct init_config *config, const struct se_reques
 static int is_guest(pid_t pid, int remove) {
     for (size_t i = 0; i < guest_count; i++) {
         if (guests[i] == pid) {
-            if (remove) guests[i] = guests[--guest_count];
+            if (remove) {
+                /* unlink never follows a symlink the guest may have put there. */
+                if (entries[i]) unlink(entries[i]);
+                free(entries[i]);
+                guest_count--;
+                guests[i] = guests[guest_count];
+                entries[i] = entries[guest_count];
+            }
             return 1;
         }
     }
