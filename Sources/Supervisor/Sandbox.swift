@@ -245,8 +245,15 @@ package final class Sandbox: Sendable {
             await sandbox.dispose()
             throw error
         }
-        do {
-            try channel.send(SE_REQ_CONFIG, records: records, fds: [rootfsFD] + mountFDs)
+        // Init also watches this process through a pidfd: if a stray fork of
+        // the host keeps the control socket open, init still ends with us.
+        let supervisorPidfd = se_pidfd_open(getpid())
+        defer { SystemCall.close(supervisorPidfd) }
+        do throws(SecureExecError) {
+            guard supervisorPidfd >= 0 else {
+                throw SystemCall.failure(.sandboxSetupFailed, "could not open a pidfd of this process", step: "pidfd_open")
+            }
+            try channel.send(SE_REQ_CONFIG, records: records, fds: [supervisorPidfd, rootfsFD] + mountFDs)
             try await sandbox.awaitReady()
         } catch {
             await sandbox.dispose()

@@ -105,9 +105,10 @@ int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, 
     memset(config, 0, sizeof *config);
     config->guest_uid = 1000;
     config->guest_gid = 1000;
-    config->rootfs_fd = fds[0];
-    config->received_fds = fds + 1;
-    config->received_count = fd_count - 1;
+    config->supervisor_pidfd = fds[0];
+    config->rootfs_fd = fds[1];
+    config->received_fds = fds + 2;
+    config->received_count = fd_count - 2;
     if (each_record(payload, length, visit_config, config) != 0) return fail(failure, "parse config");
     if (config->bind_count != config->received_count) {
         errno = EPROTO;

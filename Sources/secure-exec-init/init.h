@@ -37,6 +37,9 @@ struct init_config {
     struct bind_mount *binds;
     size_t bind_count;
     int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */
+    /* A pidfd of the supervisor process: readable once it has exited, even
+     * if a stray fork of it still holds our control socket. */
+    int supervisor_pidfd;
     char **writable; /* roots of the areas file operations may touch */
     size_t writable_count;
     int *received_fds; /* the config request's descriptors after rootfs_fd */

@@ -291,7 +291,7 @@ static int setup(struct init_config *config, struct failure *failure) {
     int fds[SE_MAX_REQUEST_FDS];
     size_t fd_count = 0;
     ssize_t length = receive_request(&header, payload, fds, &fd_count);
-    if (length < 0 || header.type != SE_REQ_CONFIG || fd_count < 1) {
+    if (length < 0 || header.type != SE_REQ_CONFIG || fd_count < 2) {
         if (length >= 0) errno = EPROTO;
         for (size_t i = 0; length >= 0 && i < fd_count; i++) close(fds[i]);
         return fail(failure, "receive config");
@@ -340,8 +340,12 @@ int main(void) {
     send_event(SE_EV_READY, 0, getpid(), 0, 0, NULL);
 
     for (;;) {
-        struct pollfd watched[2] = {{.fd = SE_CONTROL_FD, .events = POLLIN}, {.fd = signals, .events = POLLIN}};
-        if (poll(watched, 2, -1) < 0) {
+        /* Three lifelines: requests (and the control socket hanging up),
+         * signals, and the supervisor process itself exiting. */
+        struct pollfd watched[3] = {{.fd = SE_CONTROL_FD, .events = POLLIN},
+                                    {.fd = signals, .events = POLLIN},
+                                    {.fd = config.supervisor_pidfd, .events = POLLIN}};
+        if (poll(watched, 3, -1) < 0) {
             if (errno == EINTR) continue;
             _exit(1);
         }
@@ -352,6 +356,7 @@ int main(void) {
             }
             reap_children();
         }
+        if (watched[2].revents) _exit(0); /* the supervisor is gone */
         if (watched[0].revents & POLLIN) {
             handle_request(&config);
         } else if (watched[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {

@@ -86,6 +86,34 @@ struct LeakTests {
         #expect(gone, "still running 5 s after the host was killed: \(alive())")
     }
 
+    @Test("a stray fork of the host holding the control socket does not keep the sandbox alive")
+    func strayForkDoesNotKeepSandbox() async throws {
+        let marker = UUID().uuidString
+        let host = try HostProgram(BuildProducts.path("secure-exec-test-host"), arguments: [marker, "--stray-fork"])
+        defer { host.stop() }
+        try await host.stdout.waitUntilContains("READY", timeout: .seconds(20))
+        let strayLine = try #require(host.stdout.lines.first { $0.hasPrefix("STRAY ") })
+        let stray = try #require(Int32(strayLine.dropFirst("STRAY ".count)))
+        // Killing the stray child closes the pipes, so `host.stop()` can reap the host.
+        defer { kill(stray, SIGKILL) }
+        let inits = HostCensus.children(of: host.pid).filter(\.isSandboxInit)
+        #expect(inits.count == 1)
+
+        kill(host.pid, SIGKILL)
+        // (Foundation reports the exit only once the pipes close, which the
+        // stray child prevents: watch /proc instead.)
+        let hostDead = await HostCensus.poll(for: .seconds(10)) {
+            HostCensus.process(host.pid).map { $0.state == "Z" } ?? true
+        }
+        #expect(hostDead)
+        // The stray child still holds the control socket; init must go anyway.
+        #expect(HostCensus.process(stray) != nil, "the stray fork is still alive")
+        let gone = await HostCensus.poll(for: .seconds(5)) {
+            inits.compactMap { HostCensus.process($0.pid) }.allSatisfy { $0.state == "Z" }
+        }
+        #expect(gone, "the sandbox outlived its host because a fork held its socket")
+    }
+
     /// The descriptor table once it has not changed for 300 ms (trying for at
     /// most 3 s): the warm-up's descriptors may close a moment after its
     /// dispose() returned, and the baseline must not count them.

@@ -2,7 +2,10 @@
 // runs forever, says READY, and sleeps until it is killed. The leak tests
 // SIGKILL it and check that its sandbox's init and guest die with it.
 //
-// Usage: secure-exec-test-host <marker>
+// Usage: secure-exec-test-host <marker> [--stray-fork]
+// With --stray-fork it also forks a child that never execs and sleeps, as a
+// host app's careless fork would: that child holds copies of every fd,
+// including the sandbox's control socket, and prints "STRAY <pid>".
 // The guest gets SECURE_EXEC_TEST_MARKER=<marker> in its environment, so the
 // test can find exactly this host's guest in /proc/<pid>/environ.
 import Foundation
@@ -40,6 +43,14 @@ do {
     guard String(decoding: received, as: UTF8.self).contains("guest up\n") else {
         FileHandle.standardError.write(Data("secure-exec-test-host: the guest \(await guest.wait()) before it was up\n".utf8))
         exit(1)
+    }
+    if CommandLine.arguments.contains("--stray-fork") {
+        let child = fork()
+        if child == 0 {
+            // Only async-signal-safe calls in the copy of a threaded process.
+            while true { pause() }
+        }
+        say("STRAY \(child)")
     }
     say("READY \(guest.pid)")
     while true { try await Task.sleep(for: .seconds(3600)) }

@@ -19,7 +19,7 @@
 #define SE_MAX_REQUEST_FDS 128
 
 enum se_request_type {
-    /* First record: how to build the sandbox. fds: [rootfs skeleton dir,
+    /* First record: how to build the sandbox. fds: [supervisor pidfd, rootfs skeleton dir,
      * then one detached mount (open_tree) per "mount=" record, in order]. */
     SE_REQ_CONFIG = 1,
     /* Start a guest. fds: [stdin, stdout, stderr] and optionally [code memfd]. */
