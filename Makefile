@@ -30,9 +30,10 @@ probes:
 
 # The leak tests count the whole process's fds and threads, so they run in a
 # process of their own, after everything else.
+# SECURE_EXEC_TEST_SECRET is a host variable the isolation tests look for in guests.
 test: deps probes
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip SecureExecLeakTests
+	SECURE_EXEC_TEST_SECRET=host-only $(SWIFT) test --skip SecureExecLeakTests
 	$(SWIFT) test --filter SecureExecLeakTests
 
 # The CLI finds init in ../libexec/secure-exec and the skeleton in ../share/secure-exec.
@@ -44,6 +45,28 @@ install: deps
 	install -m 0755 .build/release/secure-exec-init $(PREFIX)/libexec/secure-exec/secure-exec-init
 	rm -rf $(PREFIX)/share/secure-exec/rootfs
 	cp -R rootfs/skeleton $(PREFIX)/share/secure-exec/rootfs
+
+# What only the benchmarks need: bubblewrap (the comparison's sandbox) and wrk (load).
+BENCH_DEBIAN_PACKAGES_NEEDED = $(shell \
+	command -v bwrap >/dev/null 2>&1 || echo bubblewrap; \
+	command -v wrk >/dev/null 2>&1 || echo wrk)
+
+.PHONY: bench-deps
+bench-deps: deps
+ifneq ($(strip $(BENCH_DEBIAN_PACKAGES_NEEDED)),)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEBIAN_PACKAGES_NEEDED)
+endif
+
+# The benchmarks are a package of their own (Benchmarks/), built for release
+# into Benchmarks/.build with init beside them. First bare node vs bwrap vs
+# SecureExec side by side (writes BENCHMARKS.md), then package-benchmark's
+# suite. Every run is bounded; the whole takes a few minutes once built.
+bench: bench-deps
+	$(SWIFT) build -c release --package-path Benchmarks
+	$(SWIFT) build -c release --package-path Benchmarks --product secure-exec-init
+	timeout 900 Benchmarks/.build/release/secure-exec-compare
+	timeout 600 $(SWIFT) package --package-path Benchmarks benchmark --no-progress
 
 clean:
 	rm -rf .build

@@ -29,8 +29,10 @@
  * perf_event_open, userfaultfd, keyctl and friends, io_uring (libuv falls
  * back to its thread pool), module loading, kexec, open_by_handle_at,
  * reboot, swap, acct, clock and time setting, syslog, iopl/ioperm,
- * quotactl, setuid and friends, sethostname, and anything newer than this
- * list. Calls of another architecture (i386 via int 0x80, x32) are killed
+ * quotactl, setuid and friends, sethostname, memfd_create (with child
+ * processes allowed, an executable memfd would run native code around the
+ * noexec writable mounts; node does not need it), and anything newer than
+ * this list. Calls of another architecture (i386 via int 0x80, x32) are killed
  * by libseccomp's bad-architecture action.
  *
  * libseccomp 2.5 cannot compare one argument twice in a rule, so the ioctl
@@ -60,7 +62,7 @@ static const char *const allowed_calls[] = {
     /* memory */
     "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mlock", "mlock2", "munlock", "mlockall",
     "munlockall", "mincore", "msync", "membarrier", "pkey_alloc", "pkey_free", "pkey_mprotect",
-    "memfd_create", "get_mempolicy", "set_mempolicy", "mbind", "mseal", "process_madvise",
+    "get_mempolicy", "set_mempolicy", "mbind", "mseal", "process_madvise",
     /* files and descriptors */
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
     "open", "openat", "openat2", "creat", "close", "close_range", "lseek", "fstat", "stat", "lstat",
