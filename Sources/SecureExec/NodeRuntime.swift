@@ -180,10 +180,7 @@ public final class NodeRuntime: Sendable {
     }
 
     static func validate(guestPath path: String, name: String) throws(SecureExecError) {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard path.hasPrefix("/"), !path.contains("\0"),
-            path == "/" || !parts.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
-        else {
+        guard GuestPath.isNormalizedAbsolute(path) else {
             throw SecureExecError(
                 .invalidArgument, "\(name) \(path.debugDescription) must be an absolute, normalized guest path",
                 step: "validate \(name)")
@@ -269,11 +266,8 @@ public final class NodeRuntime: Sendable {
                 .invalidArgument, "host path \(mount.host.debugDescription) does not exist (or is not absolute)",
                 step: "validate mount")
         }
-        let components = mount.guest.split(separator: "/", omittingEmptySubsequences: false)
         let inArea = mountableAreas.contains { mount.guest.hasPrefix($0 + "/") }
-        guard mount.guest.hasPrefix("/"), inArea, !components.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
-            !mount.guest.contains("\0")
-        else {
+        guard GuestPath.isNormalizedAbsolute(mount.guest), inArea else {
             throw SecureExecError(
                 .invalidArgument,
                 "guest path \(mount.guest.debugDescription) must be an absolute, normalized path below /workspace, /tmp or /mnt",

@@ -23,14 +23,11 @@ extension Sandbox {
 
     /// Checks that `path` is absolute, normalized and inside a writable area.
     package func validateGuestPath(_ path: String) throws(SecureExecError) {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard path.hasPrefix("/"), !path.contains("\0"), parts.count > 1,
-            !parts.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
-        else {
+        guard GuestPath.isNormalizedAbsolute(path), path != "/" else {
             throw SecureExecError(
                 .invalidArgument, "\(path.debugDescription) is not an absolute, normalized guest path", step: "file path")
         }
-        guard writableAreas.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) else {
+        guard writableAreas.contains(where: { GuestPath.isInside(path, area: $0) }) else {
             throw SecureExecError(
                 .invalidArgument,
                 "\(path) is outside the sandbox's writable areas (\(writableAreas.joined(separator: ", ")))",
