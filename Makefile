@@ -8,7 +8,7 @@ DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
 	command -v node >/dev/null 2>&1 || echo nodejs)
 
-.PHONY: deps build demo probes test bench install clean
+.PHONY: deps build demo probes test bench bench-smoke install clean
 
 deps:
 ifneq ($(strip $(DEBIAN_PACKAGES_NEEDED)),)
@@ -31,10 +31,18 @@ probes:
 # The leak tests count the whole process's fds and threads, so they run in a
 # process of their own, after everything else.
 # SECURE_EXEC_TEST_SECRET is a host variable the isolation tests look for in guests.
-test: deps probes
+# The benchmarks get one smoke iteration each first, so they cannot rot.
+test: deps probes bench-smoke
 	$(SWIFT) build --build-tests
 	SECURE_EXEC_TEST_SECRET=host-only $(SWIFT) test --skip SecureExecLeakTests
 	$(SWIFT) test --filter SecureExecLeakTests
+
+# One iteration of every benchmark workload (debug build, no file written).
+bench-smoke: deps
+	$(SWIFT) build --package-path Benchmarks --product secure-exec-init
+	$(SWIFT) build --package-path Benchmarks
+	Benchmarks/.build/debug/secure-exec-compare --smoke
+	SECURE_EXEC_BENCH_SMOKE=1 Benchmarks/.build/debug/SecureExecBenchmarks
 
 # The CLI finds init in ../libexec/secure-exec and the skeleton in ../share/secure-exec.
 install: deps
