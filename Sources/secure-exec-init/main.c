@@ -311,6 +311,16 @@ static int setup(struct init_config *config, struct failure *failure) {
 int main(void) {
     /* Nothing in the sandbox may ptrace us or read our memory. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* exec keeps ignored signals ignored and the signal mask as the host's
+     * cloning thread had them. A host that ignores SIGCHLD would make the
+     * kernel reap our guests behind our back (no exit would be reported), so
+     * start from the defaults, with nothing blocked. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    }
+    sigset_t nothing;
+    sigemptyset(&nothing);
+    sigprocmask(SIG_SETMASK, &nothing, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* Signals become events: SIGCHLD to reap, the rest (sent from the host)

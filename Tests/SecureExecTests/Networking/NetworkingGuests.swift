@@ -48,6 +48,26 @@ enum NetworkingGuests {
               res.on("close", () => clearInterval(timer));
               return;
             }
+            case "/events-acked": {
+              // One event, then the next only after the host fetched /ack:
+              // a host that buffered the stream to its end would never ack.
+              res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+              let sent = 0;
+              const send = () => {
+                sent += 1;
+                res.write(`data: event ${sent}\\n\\n`);
+                if (sent === 5) { globalThis.onAck = null; res.end(); } else { globalThis.onAck = send; }
+              };
+              send();
+              return;
+            }
+            case "/ack": {
+              const next = globalThis.onAck;
+              globalThis.onAck = null;
+              res.end(next ? "acked" : "nothing to ack");
+              if (next) next();
+              return;
+            }
             case "/hello":
               res.setHeader("content-type", "text/plain");
               res.setHeader("content-length", "11");
