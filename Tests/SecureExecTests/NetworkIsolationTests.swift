@@ -13,7 +13,7 @@ import Glibc
 struct HostNetworkIsolationTests {
     @Test("a server on the host's 127.0.0.1 is refused to a guest and sees no connection")
     func hostLoopbackUnreachable() async throws {
-        let listener = try HostLoopbackListener()
+        let listener = try EscapeHostListener(.ipv4Loopback)
         defer { listener.close() }
 
         let client = try await withRuntime(network: .allow) { runtime in
@@ -22,10 +22,10 @@ struct HostNetworkIsolationTests {
 
         #expect(client.termination == .exited(0))
         #expect(client.line == "error ECONNREFUSED")
-        #expect(listener.drainConnections() == 0)
+        #expect(listener.drain() == 0)
         // Control: the listener does count a connection the host makes itself.
         try listener.connectFromHost()
-        #expect(listener.drainConnections() == 1)
+        #expect(listener.drain() == 1)
     }
 
     @Test("a guest has no route off its loopback")
