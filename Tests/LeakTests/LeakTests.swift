@@ -58,7 +58,10 @@ struct LeakTests {
     func killedHostLeavesNoOrphans() async throws {
         let marker = UUID().uuidString
         let host = try HostProgram(BuildProducts.path("secure-exec-test-host"), arguments: [marker])
-        defer { host.stop() }
+        defer {
+            host.stop()
+            HostCensus.removeCgroups(ofSupervisors: [host.pid])
+        }
         do {
             try await host.stdout.waitUntilContains("READY", timeout: .seconds(20))
         } catch {
@@ -90,7 +93,10 @@ struct LeakTests {
     func strayForkDoesNotKeepSandbox() async throws {
         let marker = UUID().uuidString
         let host = try HostProgram(BuildProducts.path("secure-exec-test-host"), arguments: [marker, "--stray-fork"])
-        defer { host.stop() }
+        defer {
+            host.stop()
+            HostCensus.removeCgroups(ofSupervisors: [host.pid])
+        }
         try await host.stdout.waitUntilContains("READY", timeout: .seconds(20))
         let strayLine = try #require(host.stdout.lines.first { $0.hasPrefix("STRAY ") })
         let stray = try #require(Int32(strayLine.dropFirst("STRAY ".count)))

@@ -149,4 +149,34 @@ enum HostCensus {
         guard length >= 0 else { return nil }
         return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// Removes the empty cgroups (`secure-exec-<pid>-*`) that supervisors
+    /// killed by a test could not remove themselves, so such tests leave
+    /// nothing behind. rmdir only succeeds once no process is left in them;
+    /// it retries for up to 2 s while the kernel finishes tearing down.
+    static func removeCgroups(ofSupervisors pids: Set<Int32>) {
+        guard !pids.isEmpty else { return }
+        var found: [String] = []
+        var level = ["/sys/fs/cgroup"]
+        for _ in 0..<4 {
+            var next: [String] = []
+            for directory in level {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                    let path = directory + "/" + name
+                    var isDirectory: ObjCBool = false
+                    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
+                    else { continue }
+                    if pids.contains(where: { name.hasPrefix("secure-exec-\($0)-") }) {
+                        found.append(path)
+                    } else if !name.hasPrefix("secure-exec-") {
+                        next.append(path)
+                    }
+                }
+            }
+            level = next
+        }
+        for path in found {
+            for _ in 0..<400 where rmdir(path) != 0 && errno != ENOENT { usleep(5000) }
+        }
+    }
 }
