@@ -46,22 +46,34 @@ public final class NodeRuntime: Sendable {
     /// - Parameters:
     ///   - permissions: merged over the defaults (everything denied).
     ///   - limits: sizes and grace periods.
-    ///   - mounts: host files or directories to show in the sandbox (read-only by default).
+    ///   - mounts: host files or directories to show in the sandbox (read-only by default),
+    ///     at any guest path but the sandbox's own (`/`, `/proc`, `/dev`, `/sys`, `/workspace`,
+    ///     the runtime's files); stacked in the order given.
+    ///   - workspace: a host project directory shown as `/workspace` (see `Workspace`);
+    ///     nil for an empty workspace.
     ///   - files: files to write into the sandbox before `create` returns
     ///     (guest path → contents), e.g. an uploaded project.
-    ///   - nodeModules: a host `node_modules` directory, mounted read-only at
+    ///   - nodeModules: a host `node_modules` directory (a real directory, not a symlink), mounted read-only at
     ///     `/workspace/node_modules` where Node's resolution finds it from the workspace.
     ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH).
     ///   - logger: where SecureExec logs (it never bootstraps logging itself).
     /// - Throws: `.unsupportedHost` (not root, node or init missing), `.sandboxSetupFailed`
-    ///   naming the step and errno, `.invalidArgument` for bad limits.
+    ///   naming the step and errno, `.invalidArgument` for bad limits and for a host path that
+    ///   is missing, passes through a symlink or sits on a filesystem that cannot be idmapped.
     public static func create(
         permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
-        files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
+        workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
         logger: Logger = Logger(label: "secure-exec")
     ) async throws(SecureExecError) -> NodeRuntime {
+        let project = try workspace.map { workspace throws(SecureExecError) in try Self.validate(workspace) }
         var allMounts = mounts
-        if let nodeModules { allMounts.append(Mount(host: nodeModules, guest: "/workspace/node_modules")) }
+        if let nodeModules {
+            guard try HostMount.checkSource(nodeModules, role: "nodeModules") else {
+                throw SecureExecError(
+                    .invalidArgument, "nodeModules \(nodeModules.debugDescription) is not a directory", step: "validate mount")
+            }
+            allMounts.append(Mount(host: nodeModules, guest: "/workspace/node_modules"))
+        }
         let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
         guard limits.workspaceBytes >= 1 << 20, limits.tmpBytes >= 1 << 20 else {
             throw SecureExecError(.invalidArgument, "workspace and /tmp must be at least 1 MiB", step: "limits")
@@ -95,6 +107,7 @@ public final class NodeRuntime: Sendable {
         configuration.openFiles = UInt64(limits.openFilesPerProcess)
         configuration.outputBytesPerStream = limits.outputBytesPerStream
         configuration.mounts = hostMounts
+        configuration.workspace = project
         configuration.node = node
         configuration.logger = logger
         let sandbox = try await Sandbox.create(configuration)
@@ -255,27 +268,20 @@ public final class NodeRuntime: Sendable {
         await sandbox.dispose()
     }
 
-    /// Guest areas a host mount may go into.
-    static let mountableAreas = ["/workspace", "/tmp", "/mnt"]
-
     static func validate(_ mount: Mount) throws(SecureExecError) -> HostMount {
-        var isDirectory: ObjCBool = false
-        guard mount.host.hasPrefix("/"), FileManager.default.fileExists(atPath: mount.host, isDirectory: &isDirectory)
-        else {
-            throw SecureExecError(
-                .invalidArgument, "host path \(mount.host.debugDescription) does not exist (or is not absolute)",
-                step: "validate mount")
-        }
-        let inArea = mountableAreas.contains { mount.guest.hasPrefix($0 + "/") }
-        guard GuestPath.isNormalizedAbsolute(mount.guest), inArea else {
-            throw SecureExecError(
-                .invalidArgument,
-                "guest path \(mount.guest.debugDescription) must be an absolute, normalized path below /workspace, /tmp or /mnt",
-                step: "validate mount")
-        }
+        try MountRules.checkGuestPath(mount.guest)
+        _ = try HostMount.checkSource(mount.host, role: "host path")
         var attributes: HostMount.Attributes = [.noSetuid, .noDevices]
         if mount.readOnly { attributes.insert(.readOnly) }
-        return HostMount(hostPath: mount.host, guestPath: mount.guest, attributes: attributes)
+        return HostMount(hostPath: mount.host, guestPath: mount.guest, attributes: attributes, idmapped: true)
+    }
+
+    static func validate(_ workspace: Workspace) throws(SecureExecError) -> WorkspaceSource {
+        guard try HostMount.checkSource(workspace.host, role: "workspace") else {
+            throw SecureExecError(
+                .invalidArgument, "workspace \(workspace.host.debugDescription) is not a directory", step: "validate mount")
+        }
+        return WorkspaceSource(hostPath: workspace.host, mode: workspace.mode == .overlay ? .overlay : .readWrite)
     }
 
     static func validate(port: Int) throws(SecureExecError) {
@@ -295,12 +301,13 @@ public final class NodeRuntime: Sendable {
 /// `body` returns, throws or is cancelled.
 public func withNodeRuntime<Result: Sendable>(
     permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
-    files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
+    workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
     logger: Logger = Logger(label: "secure-exec"),
     _ body: (NodeRuntime) async throws -> Result
 ) async throws -> Result {
     let runtime = try await NodeRuntime.create(
-        permissions: permissions, limits: limits, mounts: mounts, files: files, nodeModules: nodeModules, node: node,
+        permissions: permissions, limits: limits, mounts: mounts, workspace: workspace, files: files,
+        nodeModules: nodeModules, node: node,
         logger: logger)
     do {
         let result = try await body(runtime)

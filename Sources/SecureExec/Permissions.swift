@@ -66,11 +66,18 @@ public struct Limits: Sendable, Hashable {
 /// A host file or directory made visible in the sandbox.
 ///
 /// Read-only unless asked otherwise; never setuid, never device files. The
-/// guest path must be absolute, without `..`, and inside `/workspace`, `/tmp`
-/// or `/mnt`. Inside, files keep their host owners (shown as `nobody` unless
-/// the owner is mapped), and the guest writes as its own unprivileged host
-/// uid, so a read-write mount needs files the guest may write (e.g. mode 0777)
-/// — SecureExec never changes host files' owners or modes.
+/// guest path may be any absolute, normalized path except the sandbox's own:
+/// `/`, `/proc`, `/dev`, `/sys`, `/workspace` itself (use `Workspace`) and
+/// paths that would cover the runtime's files (`/usr/bin/node`, its
+/// libraries, `/etc/ld.so.cache`). Mounts stack in the order given, so
+/// `/data` and then `/data/cache` nest.
+///
+/// The host path is opened without following any symlink: one anywhere in
+/// it is `.invalidArgument`. The mount is idmapped: the guest sees the
+/// files of the mount's root owner as its own, and what it creates there
+/// belongs on the host to that owner (so a 0700 directory of any user
+/// works, and a file one sandbox wrote opens read-write in the next).
+/// SecureExec never changes host files' owners or modes.
 public struct Mount: Sendable, Hashable {
     public var host: String
     public var guest: String
@@ -80,5 +87,30 @@ public struct Mount: Sendable, Hashable {
         self.host = host
         self.guest = guest
         self.readOnly = readOnly
+    }
+}
+
+/// A host project directory shown as the guest's `/workspace`, by mount, not by copy.
+///
+/// Its `node_modules` comes with it. The path is opened without following
+/// any symlink, and the files are idmapped as for `Mount`.
+public struct Workspace: Sendable, Hashable {
+    public enum Mode: Sendable, Hashable {
+        /// The guest sees the project and may change it; its changes go to
+        /// a private layer bounded by `Limits.workspaceBytes` and vanish
+        /// with the sandbox. The host copy is never changed.
+        case overlay
+        /// Edits in place: what the guest writes lands in the host directory
+        /// (owned by the directory's owner), and host edits reach a running
+        /// guest (e.g. its `fs.watch`). Not bounded by `workspaceBytes`.
+        case readWrite
+    }
+
+    public var host: String
+    public var mode: Mode
+
+    public init(host: String, mode: Mode = .overlay) {
+        self.host = host
+        self.mode = mode
     }
 }

@@ -30,8 +30,10 @@ package struct SandboxConfiguration: Sendable {
     package var openFiles: UInt64 = 4096
     /// Output bytes delivered per stream per process; the rest is dropped.
     package var outputBytesPerStream = 64 << 20
-    /// The caller's host mounts, already validated.
+    /// The caller's host mounts, already validated, in the order they stack.
     package var mounts: [HostMount] = []
+    /// The host directory shown as /workspace; nil for a fresh tmpfs.
+    package var workspace: WorkspaceSource? = nil
     package var logger = Logger(label: "secure-exec")
 
     package init() {}
@@ -125,9 +127,30 @@ package final class Sandbox: Sendable {
                 step: "check privileges")
         }
         let assets = try RuntimeAssets.locate(node: configuration.node)
-        let binds = try bindList(node: assets.node) + configuration.mounts
+        let runtimeBinds = try bindList(node: assets.node)
+        try MountRules.checkConflicts(configuration.mounts, runtime: runtimeBinds)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
+        // Every host path is opened and cloned now, before anything else
+        // exists: a bad source (a symlink, a filesystem that cannot idmap)
+        // fails here with nothing to undo but the lease.
+        var mountRecords: [String] = []
+        var mountFDs: [Int32] = []
+        defer { mountFDs.forEach(SystemCall.close) }
+        do throws(SecureExecError) {
+            let guestID = lease.base + guestUID
+            if let workspace = configuration.workspace {
+                mountFDs.append(try workspace.mount.detach(guestID: guestID))
+                mountRecords.append("workspace=\(workspace.mode == .overlay ? "overlay" : "bind")")
+            }
+            for mount in runtimeBinds + configuration.mounts {
+                mountFDs.append(try mount.detach(guestID: guestID))
+                mountRecords.append("mount=\(mount.guestPath)")
+            }
+        } catch {
+            lease.release()
+            throw error
+        }
         let cgroup: SandboxCgroup?
         if configuration.memoryBytes != nil || configuration.maxProcesses != nil {
             do throws(SecureExecError) {
@@ -234,17 +257,7 @@ package final class Sandbox: Sendable {
             "hostname=\(configuration.hostname)",
         ]
         records += sandbox.writableAreas.map { "writable=\($0)" }
-        var mountFDs: [Int32] = []
-        defer { mountFDs.forEach(SystemCall.close) }
-        do throws(SecureExecError) {
-            for mount in binds {
-                mountFDs.append(try mount.detach())
-                records.append("mount=\(mount.guestPath)")
-            }
-        } catch {
-            await sandbox.dispose()
-            throw error
-        }
+        records += mountRecords
         // Init also watches this process through a pidfd: if a stray fork of
         // the host keeps the control socket open, init still ends with us.
         let supervisorPidfd = se_pidfd_open(getpid())
@@ -265,20 +278,30 @@ package final class Sandbox: Sendable {
 
     /// node and exactly what its loader needs (read-only), and the device nodes.
     private static func bindList(node: String) throws(SecureExecError) -> [HostMount] {
-        let resolvedNode = (node as NSString).resolvingSymlinksInPath
-        var files = [RuntimeFile(hostPath: resolvedNode, guestPath: nodePath)]
+        var files = [RuntimeFile(hostPath: node, guestPath: nodePath)]
         files += try SharedLibraryResolver.runtimeFiles(forExecutable: node)
         // The guest's loader then searches exactly as the host's does (including
         // ld.so.conf directories); only the files bound here exist to be found.
         if FileManager.default.fileExists(atPath: "/etc/ld.so.cache") {
             files.append(RuntimeFile(hostPath: "/etc/ld.so.cache", guestPath: "/etc/ld.so.cache"))
         }
-        var mounts = files.map { HostMount(hostPath: $0.hostPath, guestPath: $0.guestPath, attributes: .runtime) }
+        // The host's own runtime files are the administrator's, not a
+        // tenant's: their symlinks (/lib -> usr/lib, libfoo.so.1 -> .so.1.2)
+        // are resolved here, so the mount itself follows none.
+        var mounts = files.map {
+            HostMount(hostPath: realPath($0.hostPath), guestPath: $0.guestPath, attributes: .runtime)
+        }
         // Device nodes cannot be made in a user namespace; the host's are bound instead.
         for device in ["null", "zero", "full", "random", "urandom", "tty"] {
             mounts.append(HostMount(hostPath: "/dev/\(device)", guestPath: "/dev/\(device)", attributes: .device))
         }
         return mounts
+    }
+
+    private static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     private static func childStepName(_ step: Int32) -> String {

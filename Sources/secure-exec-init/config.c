@@ -81,9 +81,28 @@ static int visit_config(void *context, const char *key, const char *value) {
         }
         config->writable = grown;
         config->writable[config->writable_count++] = strdup(value);
+    } else if (strcmp(key, "workspace") == 0) {
+        /* "overlay" and "bind" claim the next descriptor: the project's mount. */
+        if (strcmp(value, "tmpfs") == 0) {
+            config->workspace_mode = WORKSPACE_TMPFS;
+            return 0;
+        }
+        if (strcmp(value, "overlay") == 0) {
+            config->workspace_mode = WORKSPACE_OVERLAY;
+        } else if (strcmp(value, "bind") == 0) {
+            config->workspace_mode = WORKSPACE_BIND;
+        } else {
+            errno = EPROTO;
+            return -1;
+        }
+        if (config->workspace_fd >= 0 || config->received_used >= config->received_count) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->workspace_fd = config->received_fds[config->received_used++];
     } else if (strcmp(key, "mount") == 0) {
-        /* The n-th mount record owns the n-th descriptor after the skeleton's. */
-        if (config->bind_count >= config->received_count || value[0] != '/') {
+        /* Each mount record claims the next descriptor after the skeleton's. */
+        if (config->received_used >= config->received_count || value[0] != '/') {
             errno = EPROTO;
             return -1;
         }
@@ -91,7 +110,7 @@ static int visit_config(void *context, const char *key, const char *value) {
         if (!grown) return -1;
         config->binds = grown;
         config->binds[config->bind_count].guest_path = strdup(value);
-        config->binds[config->bind_count].fd = config->received_fds[config->bind_count];
+        config->binds[config->bind_count].fd = config->received_fds[config->received_used++];
         config->bind_count++;
     } else {
         errno = EPROTO; /* unknown key: supervisor and init disagree */
@@ -103,6 +122,7 @@ static int visit_config(void *context, const char *key, const char *value) {
 int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, struct init_config *config,
                  struct failure *failure) {
     memset(config, 0, sizeof *config);
+    config->workspace_fd = -1;
     config->guest_uid = 1000;
     config->guest_gid = 1000;
     config->supervisor_pidfd = fds[0];
@@ -110,7 +130,7 @@ int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, 
     config->received_fds = fds + 2;
     config->received_count = fd_count - 2;
     if (each_record(payload, length, visit_config, config) != 0) return fail(failure, "parse config");
-    if (config->bind_count != config->received_count) {
+    if (config->received_used != config->received_count) {
         errno = EPROTO;
         return fail(failure, "parse config: one descriptor per mount");
     }

@@ -26,7 +26,17 @@ struct bind_mount {
     int fd;
 };
 
+/* What /workspace is: a fresh tmpfs, or the caller's project (a detached
+ * mount from the supervisor) under a private writable layer or as it is. */
+enum workspace_mode {
+    WORKSPACE_TMPFS = 0,
+    WORKSPACE_OVERLAY = 1,
+    WORKSPACE_BIND = 2,
+};
+
 struct init_config {
+    enum workspace_mode workspace_mode;
+    int workspace_fd; /* the project's detached mount, or -1 */
     unsigned long long workspace_bytes;
     unsigned long long tmp_bytes;
     int network_allowed;
@@ -44,6 +54,7 @@ struct init_config {
     size_t writable_count;
     int *received_fds; /* the config request's descriptors after rootfs_fd */
     size_t received_count;
+    size_t received_used; /* how many of them records have claimed, in order */
 };
 
 /* Where setup failed: reported to the supervisor in SE_EV_SETUP_FAILED. */

@@ -7,6 +7,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -43,42 +45,97 @@ static int join(char *out, size_t size, const char *prefix, const char *path) {
     return 0;
 }
 
-/* mkdir -p of every directory above `path` (not `path` itself). */
-static int make_parents(const char *path) {
-    char partial[PATH_MAX];
-    size_t length = strlen(path);
-    if (length >= sizeof partial) {
-        errno = ENAMETOOLONG;
+/*
+ * mkdirat that also works inside an idmapped host mount, where only the
+ * guest's ids are mapped and init's own uid cannot create anything
+ * (EOVERFLOW): there the directory is made as the guest, so on the host it
+ * belongs to the mount's owner like everything else the guest makes.
+ */
+static int make_directory(int dir, const char *name, const struct init_config *config) {
+    if (mkdirat(dir, name, 0755) == 0 || errno == EEXIST) return 0;
+    if (errno != EOVERFLOW && errno != EACCES && errno != EPERM) return -1;
+    setfsgid(config->guest_gid);
+    setfsuid(config->guest_uid);
+    int made = mkdirat(dir, name, 0755);
+    int saved = errno;
+    setfsuid(0);
+    setfsgid(0);
+    errno = saved;
+    return made == 0 || saved == EEXIST ? 0 : -1;
+}
+
+static int open_component(int dir, const char *name, int directory) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_CLOEXEC | (directory ? O_DIRECTORY : 0);
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH;
+    return (int)syscall(SYS_openat2, dir, name, &how, sizeof how);
+}
+
+/*
+ * Opens (O_PATH) the mount point `guest_path` below the new root, creating
+ * each missing directory (and, for a file mount, the file) on the way. No
+ * symlink is ever followed: a host mount attached earlier may hold symlinks
+ * a guest planted on the host, and following one would create directories,
+ * or attach the mount, outside the new root. One fails with ELOOP.
+ */
+static int open_mount_point(int root, const char *guest_path, int directory, const struct init_config *config) {
+    char path[PATH_MAX];
+    size_t length = strlen(guest_path);
+    if (guest_path[0] != '/' || length >= sizeof path) {
+        errno = EINVAL;
         return -1;
     }
-    memcpy(partial, path, length + 1);
-    for (char *slash = strchr(partial + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-        *slash = 0;
-        if (mkdir(partial, 0755) != 0 && errno != EEXIST) return -1;
-        *slash = '/';
+    memcpy(path, guest_path, length + 1);
+    int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+    if (dir < 0) return -1;
+    char *name = path + 1;
+    while (*name) {
+        char *slash = strchr(name, '/');
+        int last = slash == NULL;
+        if (slash) *slash = 0;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || *name == 0) {
+            close(dir);
+            errno = EINVAL;
+            return -1;
+        }
+        int want_directory = !last || directory;
+        int next = open_component(dir, name, want_directory);
+        if (next < 0 && errno == ENOENT) {
+            int made;
+            if (want_directory) {
+                made = make_directory(dir, name, config);
+            } else {
+                made = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+                if (made >= 0) made = close(made);
+            }
+            next = made == 0 ? open_component(dir, name, want_directory) : -1;
+        }
+        int saved = errno;
+        close(dir);
+        if (next < 0) {
+            errno = saved;
+            return -1;
+        }
+        dir = next;
+        if (last) break;
+        name = slash + 1;
     }
-    return 0;
+    return dir;
 }
 
-static int make_mount_point(const char *target, int directory) {
-    if (make_parents(target) != 0) return -1;
-    if (directory) {
-        if (mkdir(target, 0755) != 0 && errno != EEXIST) return -1;
-        return 0;
-    }
-    int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
-    if (fd < 0) return -1;
-    close(fd);
-    return 0;
-}
-
-/* Attaches a detached mount (from open_tree in the supervisor) at target. */
-static int attach(int tree, const char *target, struct failure *failure) {
+/* Attaches a detached mount (from open_tree in the supervisor) at target, a guest path. */
+static int attach(int root, int tree, const char *target, const struct init_config *config,
+                  struct failure *failure) {
     struct stat info;
     if (fstat(tree, &info) != 0) return fail(failure, "stat detached mount");
-    if (make_mount_point(target, S_ISDIR(info.st_mode)) != 0) return fail(failure, "create mount point");
-    if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0)
-        return fail(failure, "move_mount");
+    int point = open_mount_point(root, target, S_ISDIR(info.st_mode), config);
+    if (point < 0) return fail(failure, "create mount point");
+    int moved = (int)syscall(SYS_move_mount, tree, "", point, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    int saved = errno;
+    close(point);
+    errno = saved;
+    if (moved != 0) return fail(failure, "move_mount");
     return 0;
 }
 
@@ -141,6 +198,51 @@ static int mount_writable(const char *target, unsigned long long bytes, const ch
              config->guest_uid, config->guest_gid, bytes / 1024 + 1024);
     if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options) != 0)
         return fail(failure, "mount writable tmpfs");
+    return 0;
+}
+
+/*
+ * /workspace: a fresh tmpfs, the caller's project as it is (read-write,
+ * idmapped by the supervisor), or the project under a private writable
+ * layer. For the overlay, a tmpfs of workspace_bytes holds the layer and its
+ * work directory, with the project attached beside them; the overlay is then
+ * mounted over that tmpfs, hiding it. Overlayfs keeps its own private clones
+ * of its layers, so nothing of the staging is reachable from the guest.
+ * The project's mounts keep exec (native addons and tools in node_modules
+ * must load), never setuid or devices.
+ */
+static int build_workspace(int root, const struct init_config *config, struct failure *failure) {
+    const char *target = NEW_ROOT GUEST_ROOT_WORKSPACE;
+    switch (config->workspace_mode) {
+    case WORKSPACE_TMPFS:
+        return mount_writable(target, config->workspace_bytes, "0755", config, failure);
+    case WORKSPACE_BIND: {
+        int attached = attach(root, config->workspace_fd, GUEST_ROOT_WORKSPACE, config, failure);
+        close(config->workspace_fd);
+        return attached;
+    }
+    case WORKSPACE_OVERLAY:
+        break;
+    }
+    if (mkdir(target, 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir workspace");
+    char options[320];
+    snprintf(options, sizeof options, "size=%llu,mode=0700,nr_inodes=%llu", config->workspace_bytes,
+             config->workspace_bytes / 1024 + 1024);
+    if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
+        return fail(failure, "mount workspace layer tmpfs");
+    if (mkdir(NEW_ROOT GUEST_ROOT_WORKSPACE "/upper", 0755) != 0 ||
+        mkdir(NEW_ROOT GUEST_ROOT_WORKSPACE "/work", 0700) != 0)
+        return fail(failure, "mkdir workspace layer");
+    /* The overlay's root takes the upper directory's owner: the guest's. */
+    if (chown(NEW_ROOT GUEST_ROOT_WORKSPACE "/upper", config->guest_uid, config->guest_gid) != 0)
+        return fail(failure, "chown workspace layer");
+    int attached = attach(root, config->workspace_fd, GUEST_ROOT_WORKSPACE "/lower", config, failure);
+    close(config->workspace_fd);
+    if (attached != 0) return -1;
+    snprintf(options, sizeof options,
+             "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work,userxattr", target, target, target);
+    if (mount("overlay", target, "overlay", MS_NOSUID | MS_NODEV, options) != 0)
+        return fail(failure, "mount workspace overlay");
     return 0;
 }
 
@@ -222,19 +324,20 @@ int build_guest_root(const struct init_config *config, struct failure *failure) 
     if (copied != 0) return -1;
 
     if (build_dev(failure) != 0) return -1;
-    if (mount_writable(NEW_ROOT GUEST_ROOT_WORKSPACE, config->workspace_bytes, "0755", config, failure) != 0)
-        return -1;
-    if (mount_writable(NEW_ROOT "/tmp", config->tmp_bytes, "1777", config, failure) != 0) return -1;
+    int root = open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0) return fail(failure, "open guest root");
+    int built = build_workspace(root, config, failure);
+    if (built == 0) built = mount_writable(NEW_ROOT "/tmp", config->tmp_bytes, "1777", config, failure);
 
     /* After the writable areas, so a host mount may sit inside one
-     * (e.g. /workspace/node_modules). */
-    for (size_t i = 0; i < config->bind_count; i++) {
-        char target[PATH_MAX];
-        if (join(target, sizeof target, NEW_ROOT, config->binds[i].guest_path) != 0)
-            return fail(failure, "mount target path");
-        if (attach(config->binds[i].fd, target, failure) != 0) return -1;
+     * (e.g. /workspace/node_modules), and in the caller's order, so nested
+     * mounts (/data, then /data/cache) stack as given. */
+    for (size_t i = 0; built == 0 && i < config->bind_count; i++) {
+        built = attach(root, config->binds[i].fd, config->binds[i].guest_path, config, failure);
         close(config->binds[i].fd);
     }
+    close(root);
+    if (built != 0) return -1;
     if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
         return fail(failure, "remount /dev read-only");
     /* /proc last: its masks bind the guest's /dev/null. */

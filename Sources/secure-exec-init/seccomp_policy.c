@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -35,14 +36,22 @@
  * this list. Calls of another architecture (i386 via int 0x80, x32) are killed
  * by libseccomp's bad-architecture action.
  *
- * libseccomp 2.5 cannot compare one argument twice in a rule, so the ioctl
- * denials (TIOCSTI, TIOCLINUX, matched on the low 32 bits the kernel reads)
- * live in a second, default-allow filter stacked on the first: the kernel
- * applies the stricter answer of the two.
+ * libseccomp 2.5 cannot compare one argument twice in a rule, so denials
+ * that look at an argument live in a second, default-allow filter stacked on
+ * the first (the kernel applies the stricter answer of the two):
+ *  - ioctl TIOCSTI and TIOCLINUX, matched on the low 32 bits the kernel reads;
+ *  - every way to give a file the setuid or setgid bit: chmod, fchmod,
+ *    fchmodat, fchmodat2, and creating one with such a mode (open, openat
+ *    and creat with O_CREAT or O_TMPFILE). A guest owns the files it makes
+ *    on a host mount, and there a setuid file would run as the mount's
+ *    owner for anyone on the host; nosuid on the mount does not stop that.
+ *    openat2 passes its mode in memory a filter cannot read, so it answers
+ *    ENOSYS (nothing in node needs it). mknod is not allowed at all: no
+ *    device node and no fifo can be made anywhere.
  */
 
 static scmp_filter_ctx allow_filter;
-static scmp_filter_ctx ioctl_filter;
+static scmp_filter_ctx argument_filter;
 
 static const char *const allowed_calls[] = {
     /* threads, processes we already are, scheduling */
@@ -65,7 +74,7 @@ static const char *const allowed_calls[] = {
     "get_mempolicy", "set_mempolicy", "mbind", "mseal", "process_madvise",
     /* files and descriptors */
     "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
-    "open", "openat", "openat2", "creat", "close", "close_range", "lseek", "fstat", "stat", "lstat",
+    "open", "openat", "creat", "close", "close_range", "lseek", "fstat", "stat", "lstat",
     "newfstatat", "statx", "statfs", "fstatfs", "access", "faccessat", "faccessat2", "readlink",
     "readlinkat", "getdents", "getdents64", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename",
     "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat",
@@ -144,10 +153,47 @@ static int add_socket_rules(const struct init_config *config) {
     return 0;
 }
 
+/* In the stacked default-allow filter: no setuid or setgid bit on any file. */
+static int add_privilege_bit_rules(void) {
+    static const scmp_datum_t bits[] = {S_ISUID, S_ISGID};
+    /* chmod-like calls: which argument holds the mode. */
+    static const struct {
+        const char *name;
+        unsigned mode_arg;
+    } chmods[] = {{"chmod", 1}, {"fchmod", 1}, {"fchmodat", 2}, {"fchmodat2", 2}, {"creat", 1}};
+    /* File creation: the flags that create, and where flags and mode are. */
+    static const struct {
+        const char *name;
+        unsigned flags_arg, mode_arg;
+    } creates[] = {{"open", 1, 2}, {"openat", 2, 3}};
+    static const scmp_datum_t creating[] = {O_CREAT, __O_TMPFILE};
+    int rc = 0;
+    for (size_t b = 0; b < ARRAY_COUNT(bits); b++) {
+        for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(chmods); i++) {
+            int number = seccomp_syscall_resolve_name(chmods[i].name);
+            if (number == __NR_SCMP_ERROR) continue; /* not on this architecture */
+            struct scmp_arg_cmp mode = {chmods[i].mode_arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]};
+            rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), number, 1, &mode);
+        }
+        for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(creates); i++) {
+            int number = seccomp_syscall_resolve_name(creates[i].name);
+            if (number == __NR_SCMP_ERROR) continue;
+            for (size_t c = 0; rc == 0 && c < ARRAY_COUNT(creating); c++) {
+                struct scmp_arg_cmp rule[2] = {
+                    {creates[i].flags_arg, SCMP_CMP_MASKED_EQ, creating[c], creating[c]},
+                    {creates[i].mode_arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]},
+                };
+                rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), number, 2, rule);
+            }
+        }
+    }
+    return rc;
+}
+
 int prepare_guest_filter(const struct init_config *config, struct failure *failure) {
     allow_filter = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-    ioctl_filter = seccomp_init(SCMP_ACT_ALLOW);
-    if (!allow_filter || !ioctl_filter) return fail(failure, "seccomp_init");
+    argument_filter = seccomp_init(SCMP_ACT_ALLOW);
+    if (!allow_filter || !argument_filter) return fail(failure, "seccomp_init");
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(allowed_calls); i++) {
         int number = seccomp_syscall_resolve_name(allowed_calls[i]);
@@ -166,10 +212,13 @@ int prepare_guest_filter(const struct init_config *config, struct failure *failu
     if (rc == 0) rc = add_process_rules(config);
     if (rc == 0) rc = add_socket_rules(config);
 
+    if (rc == 0) rc = seccomp_rule_add(allow_filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0);
+    if (rc == 0) rc = add_privilege_bit_rules();
+
     static const unsigned long denied_ioctls[] = {TIOCSTI, TIOCLINUX};
     for (size_t i = 0; rc == 0 && i < ARRAY_COUNT(denied_ioctls); i++) {
         struct scmp_arg_cmp command = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, denied_ioctls[i]);
-        rc = seccomp_rule_add_array(ioctl_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1, &command);
+        rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1, &command);
     }
     if (rc != 0) {
         errno = -rc;
@@ -179,7 +228,7 @@ int prepare_guest_filter(const struct init_config *config, struct failure *failu
 }
 
 int load_guest_filter(void) {
-    int rc = seccomp_load(ioctl_filter);
+    int rc = seccomp_load(argument_filter);
     if (rc == 0) rc = seccomp_load(allow_filter);
     if (rc != 0) {
         errno = -rc;

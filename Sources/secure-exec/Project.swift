@@ -1,17 +1,17 @@
 import ArgumentParser
 import Foundation
+import SecureExec
 
 /// What `run` and `serve` start: inline code, one file, or a project directory.
 ///
-/// A directory is uploaded as the workspace (every file but `node_modules`
-/// and `.git`), its `node_modules`, if any, is mounted read-only where
-/// Node's resolution finds it, and its entry is `package.json`'s `main`,
-/// else `index.js`.
+/// A directory becomes the sandbox's `/workspace` by mount, not by copy (an
+/// overlay by default: the guest's changes never reach the host; or read-write
+/// with `--project-mode rw`), `node_modules` included. Its entry is
+/// `package.json`'s `main`, else `index.js`, read inside the sandbox, so no
+/// symlink in the project is ever followed on the host.
 enum Project {
     case code(String)
-    case directory(files: [String: [UInt8]], entry: String, nodeModules: String?)
-
-    static let uploadLimit = 64 << 20
+    case directory(path: String)
 
     static func load(path: String) throws -> Project {
         var isDirectory: ObjCBool = false
@@ -23,38 +23,34 @@ enum Project {
             else { throw ValidationError("cannot read \(path.debugDescription) as UTF-8 text") }
             return .code(text)
         }
-        let root = URL(fileURLWithPath: path).standardizedFileURL
-        var files: [String: [UInt8]] = [:]
-        var total = 0
-        let walker = FileManager.default.enumerator(
-            at: root, includingPropertiesForKeys: [.isRegularFileKey, .isDirectoryKey], options: [])
-        while let url = walker?.nextObject() as? URL {
-            let relative = String(url.standardizedFileURL.path.dropFirst(root.path.count + 1))
-            if relative == "node_modules" || relative == ".git" {
-                walker?.skipDescendants()
-                continue
-            }
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { continue }
-            let bytes = try Array(Data(contentsOf: url))
-            total += bytes.count
-            guard total <= uploadLimit else {
-                throw ValidationError("\(path) holds more than \(uploadLimit >> 20) MiB outside node_modules; mount it instead")
-            }
-            files["/workspace/" + relative] = bytes
-        }
+        return .directory(path: absolutePath(path))
+    }
+
+    /// `path` made absolute against the current directory, without resolving symlinks.
+    static func absolutePath(_ path: String) -> String {
+        let expanded = (path as NSString).expandingTildeInPath
+        let absolute = expanded.hasPrefix("/") ? expanded : FileManager.default.currentDirectoryPath + "/" + expanded
+        // Lexical clean-up only ("a/./b", "a//b", a trailing "/"); ".." stays for the kernel to resolve.
+        let parts = absolute.split(separator: "/").filter { $0 != "." }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// The guest path of the project's entry, read inside the sandbox.
+    static func entry(in runtime: NodeRuntime, project: String) async throws -> String {
         var entry = "index.js"
-        if let manifest = files["/workspace/package.json"],
+        if let manifest = try? await runtime.readFile("/workspace/package.json", maxBytes: 1 << 20),
             let object = try? JSONSerialization.jsonObject(with: Data(manifest)) as? [String: Any],
-            let main = object["main"] as? String
+            let main = object["main"] as? String, !main.isEmpty
         {
             entry = main.hasPrefix("./") ? String(main.dropFirst(2)) : main
         }
-        guard files["/workspace/" + entry] != nil else {
-            throw ValidationError("\(path) has no entry: package.json \"main\" or index.js")
+        let path = "/workspace/" + entry
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let listing = (try? await runtime.readDirectory(parent)) ?? []
+        guard listing.contains(where: { $0.name == name }) else {
+            throw ValidationError("\(project) has no entry: package.json \"main\" or index.js")
         }
-        let modules = root.appendingPathComponent("node_modules").path
-        return .directory(
-            files: files, entry: "/workspace/" + entry,
-            nodeModules: FileManager.default.fileExists(atPath: modules) ? modules : nil)
+        return path
     }
 }

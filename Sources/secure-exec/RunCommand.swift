@@ -53,12 +53,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let project = try eval.map { Project.code($0) } ?? Project.load(path: file!)
         let output = EventPrinter(json: json)
-        let runtime: NodeRuntime
-        do {
-            runtime = try await sandbox.makeRuntime(for: project)
-        } catch {
-            throw CLIFailure(message: "could not create the sandbox: \(error)", code: ExitCodes.unavailable)
-        }
+        let runtime = try await sandbox.makeRuntime(for: project)
         let interrupts = InterruptHandler()
         let termination: Termination
         do {
@@ -71,6 +66,10 @@ struct RunCommand: AsyncParsableCommand {
                 first: { process.kill() },
                 second: { process.kill(.kill) })
             termination = await process.wait()
+        } catch let error as ValidationError {
+            interrupts.remove()
+            await runtime.dispose()
+            throw CLIFailure(message: error.message, code: ExitCodes.usage)
         } catch {
             interrupts.remove()
             await runtime.dispose()

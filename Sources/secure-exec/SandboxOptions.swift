@@ -19,6 +19,9 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .customLong("node-modules"), help: ArgumentHelp("Mount a host node_modules directory at /workspace/node_modules.", valueName: "DIR"))
     var nodeModules: String?
 
+    @Option(name: .customLong("project-mode"), help: ArgumentHelp("How a project directory becomes /workspace: overlay (the guest's changes stay in the sandbox) or rw (edits in place).", valueName: "overlay|rw"))
+    var projectMode: String = "overlay"
+
     @Option(help: ArgumentHelp("Memory for the whole sandbox, e.g. 256M or 1G.", valueName: "SIZE"))
     var memory: String?
 
@@ -45,8 +48,7 @@ struct SandboxOptions: ParsableArguments {
             guard parts.count == 2 || (parts.count == 3 && parts[2] == "rw"), !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw ValidationError("--mount expects HOST:GUEST or HOST:GUEST:rw, got \(text.debugDescription)")
             }
-            let host = (parts[0] as NSString).expandingTildeInPath
-            let absolute = host.hasPrefix("/") ? host : FileManager.default.currentDirectoryPath + "/" + host
+            let absolute = Project.absolutePath(parts[0])
             guard FileManager.default.fileExists(atPath: absolute) else {
                 throw ValidationError("--mount: host path \(parts[0].debugDescription) does not exist")
             }
@@ -79,17 +81,30 @@ struct SandboxOptions: ParsableArguments {
         Permissions(network: allowNetwork ? .allow : .deny, childProcess: allowChildProcess ? .allow : .deny)
     }
 
-    /// A runtime for `project`: its files uploaded, its node_modules mounted.
-    func makeRuntime(for project: Project) async throws -> NodeRuntime {
-        var files: [String: [UInt8]] = [:]
-        var nodeModules = try validateNodeModules()
-        if case .directory(let projectFiles, _, let projectModules) = project {
-            files = projectFiles
-            nodeModules = nodeModules ?? projectModules
+    func workspaceMode() throws -> Workspace.Mode {
+        switch projectMode {
+        case "overlay": return .overlay
+        case "rw": return .readWrite
+        default: throw ValidationError("--project-mode expects overlay or rw, got \(projectMode.debugDescription)")
         }
-        return try await NodeRuntime.create(
-            permissions: permissions, limits: try limits(), mounts: try parsedMounts(), files: files,
-            nodeModules: nodeModules)
+    }
+
+    /// A runtime for `project`: a directory becomes its workspace.
+    ///
+    /// Bad input the API finds (a symlinked path, a guest path it refuses)
+    /// is `.invalidArgument` before anything exists: exit 64, like a bad flag.
+    func makeRuntime(for project: Project) async throws -> NodeRuntime {
+        var workspace: Workspace?
+        if case .directory(let path) = project { workspace = Workspace(host: path, mode: try workspaceMode()) }
+        do {
+            return try await NodeRuntime.create(
+                permissions: permissions, limits: try limits(), mounts: try parsedMounts(), workspace: workspace,
+                nodeModules: try validateNodeModules())
+        } catch let error as SecureExecError where error.code == .invalidArgument {
+            throw CLIFailure(message: error.message, code: ExitCodes.usage)
+        } catch let error as SecureExecError {
+            throw CLIFailure(message: "could not create the sandbox: \(error)", code: ExitCodes.unavailable)
+        }
     }
 
     /// Starts `project`'s code or entry file in `runtime`, its output to `output`.
@@ -101,7 +116,8 @@ struct SandboxOptions: ParsableArguments {
             return try await runtime.spawn(
                 code, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,
                 onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
-        case .directory(_, let entry, _):
+        case .directory(let path):
+            let entry = try await Project.entry(in: runtime, project: path)
             return try await runtime.spawnFile(
                 entry, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,
                 onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
@@ -110,7 +126,7 @@ struct SandboxOptions: ParsableArguments {
 
     func validateNodeModules() throws -> String? {
         guard let nodeModules else { return nil }
-        let path = nodeModules.hasPrefix("/") ? nodeModules : FileManager.default.currentDirectoryPath + "/" + nodeModules
+        let path = Project.absolutePath(nodeModules)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("--node-modules: \(nodeModules.debugDescription) is not a directory")

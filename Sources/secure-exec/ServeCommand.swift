@@ -68,12 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
         let output = EventPrinter(json: json)
         var options = sandbox
         options.allowNetwork = true
-        let runtime: NodeRuntime
-        do {
-            runtime = try await options.makeRuntime(for: project)
-        } catch {
-            throw CLIFailure(message: "could not create the sandbox: \(error)", code: ExitCodes.unavailable)
-        }
+        let runtime = try await options.makeRuntime(for: project)
         let interrupts = InterruptHandler()
         let stop = AsyncStream<Void>.makeStream()
         interrupts.install(first: { stop.continuation.finish() }, second: { stop.continuation.finish() })
@@ -116,6 +111,9 @@ struct ServeCommand: AsyncParsableCommand {
                 output.exited(termination)
                 if !json { output.note("the server \(termination)") }
             }
+        } catch let error as ValidationError {
+            await runtime.dispose()
+            throw CLIFailure(message: error.message, code: ExitCodes.usage)
         } catch {
             await runtime.dispose()
             throw CLIFailure(message: "\(error)", code: ExitCodes.unavailable)

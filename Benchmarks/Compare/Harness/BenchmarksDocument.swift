@@ -119,6 +119,20 @@ struct BenchmarksDocument {
                 """)
             parts.append(Format.markdownTable(header: ["", "before", "halfway", "right after", "settled"], rows: comparison.churnRows))
         }
+        if !comparison.projectRows.isEmpty {
+            parts.append(
+                """
+
+                ## Starting a project
+
+                A 1,000-file project (1 KiB each, ten folders) made ready in a new sandbox: `create()` until it
+                returns plus a guest that requires one of its files, alternated round by round. "Copy" uploads
+                every file with `files:`; "overlay" mounts the folder as `workspace:` (issue 10). Dispose is not
+                counted.
+
+                """)
+            parts.append(Format.markdownTable(header: ["how", "ms (median)", "ratio to copy"], rows: comparison.projectRows))
+        }
         parts.append("\n## Goals (issue 5)\n")
         for goal in comparison.goals {
             let verdict = goal.holds == true ? "**holds**" : goal.holds == false ? "**missed**" : "n/a"

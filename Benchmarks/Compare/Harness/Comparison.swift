@@ -23,10 +23,10 @@ struct Options {
     var churnCycles = 1000
     var otherChurnCycles = 100
     var output: String?
-    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn.
+    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project.
     var only: Set<String>?
 
-    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn"]
+    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project"]
 
     static func parse(_ arguments: [String]) throws -> Options {
         var options = Options()
@@ -95,6 +95,8 @@ final class Comparison {
     var coldStartAnalysis: [String] = []
     var memoryRows: [[String]] = []
     var churnRows: [[String]] = []
+    /// A 1,000-file project started by copy and by overlay mount: (how, median ms, ratio to copy).
+    var projectRows: [[String]] = []
     var goals: [GoalOutcome] = []
     var notes: [String] = []
 

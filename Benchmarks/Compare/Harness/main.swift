@@ -60,6 +60,7 @@ let steps: [(String, () async throws -> Void)] = [
     ("fetch", comparison.network),
     ("memory", comparison.memory),
     ("churn", comparison.churn),
+    ("project", comparison.projectStart),
 ]
 for (name, step) in steps where options.runs(name) {
     let started = monotonicNanos()
@@ -89,6 +90,10 @@ if !comparison.memoryRows.isEmpty {
 if !comparison.churnRows.isEmpty {
     print("\nChurn: \(options.churnCycles) create/dispose cycles")
     print(Format.textTable(header: ["", "before", "halfway", "right after", "settled"], rows: comparison.churnRows))
+}
+if !comparison.projectRows.isEmpty {
+    print("\nA 1,000-file project: create() + one guest reading it (medians)")
+    print(Format.textTable(header: ["how", "ms", "ratio to copy"], rows: comparison.projectRows))
 }
 print(options.smoke ? "\nGoals (one iteration each: not a measurement)" : "\nGoals")
 for goal in comparison.goals {

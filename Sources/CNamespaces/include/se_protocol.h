@@ -20,7 +20,8 @@
 
 enum se_request_type {
     /* First record: how to build the sandbox. fds: [supervisor pidfd, rootfs skeleton dir,
-     * then one detached mount (open_tree) per "mount=" record, in order]. */
+     * then one detached mount (open_tree) per "workspace=overlay|bind" and "mount=" record,
+     * in the records' order]. */
     SE_REQ_CONFIG = 1,
     /* Start a guest. fds: [stdin, stdout, stderr] and optionally [code memfd]. */
     SE_REQ_SPAWN = 2,
