@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <signal.h>
@@ -81,7 +82,46 @@ static void child_main(int init_fd, int control_fd, int null_fd, int sync_rd, in
     child_fail(error_wr, SE_CHILD_STEP_EXEC);
 }
 
-int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd,
+/* What the cloning thread needs and what it hands back. */
+struct clone_job {
+    struct clone_args *args;
+    uid_t owner_uid;
+    gid_t owner_gid;
+    int init_fd, control_fd, null_fd, sync_rd, error_wr;
+    long pid;
+    int err;
+};
+
+/*
+ * Runs on a short-lived pthread of its own, because it changes credentials:
+ * the raw setres*id calls below change only this thread (glibc's wrappers
+ * would change every thread of the process). The new user namespace belongs
+ * to the euid of the thread that creates it, and the kernel charges every
+ * per-user count inside it (inotify instances and watches, user namespaces,
+ * pending signals) to that owner on the host. So the namespace is created
+ * with euid and egid set to the sandbox's own host ids: a guest can use up
+ * only its own sandbox's share, never root's or another sandbox's.
+ * The fs ids stay root's, so CLONE_INTO_CGROUP can still write cgroup.procs.
+ */
+static void *clone_on_own_thread(void *context) {
+    struct clone_job *job = context;
+    job->pid = -1;
+    if (syscall(SYS_setresgid, -1, job->owner_gid, -1) != 0 || syscall(SYS_setresuid, -1, job->owner_uid, -1) != 0) {
+        job->err = errno;
+        return NULL;
+    }
+    syscall(SYS_setfsuid, 0);
+    syscall(SYS_setfsgid, 0);
+    long pid = syscall(SYS_clone3, job->args, sizeof *job->args);
+    if (pid == 0) {
+        child_main(job->init_fd, job->control_fd, job->null_fd, job->sync_rd, job->error_wr);
+    }
+    job->pid = pid;
+    job->err = errno;
+    return NULL;
+}
+
+int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, uid_t owner_uid, gid_t owner_gid,
                      pid_t *pid_out, int *pidfd_out, int *sync_fd_out, int *error_fd_out) {
     int sync_pipe[2], error_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) != 0) return -1;
@@ -105,11 +145,24 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd,
         args.cgroup = (uint64_t)cgroup_fd;
     }
 
-    long pid = syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) {
-        child_main(init_fd, control_fd, null_fd, sync_pipe[0], error_pipe[1]);
+    struct clone_job job = {
+        .args = &args, .owner_uid = owner_uid, .owner_gid = owner_gid, .init_fd = init_fd,
+        .control_fd = control_fd, .null_fd = null_fd, .sync_rd = sync_pipe[0], .error_wr = error_pipe[1],
+        .pid = -1, .err = 0,
+    };
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, 256 * 1024);
+    pthread_t thread;
+    int created = pthread_create(&thread, &attributes, clone_on_own_thread, &job);
+    pthread_attr_destroy(&attributes);
+    if (created == 0) {
+        pthread_join(thread, NULL);
+    } else {
+        job.err = created;
     }
-    int saved = errno;
+    long pid = job.pid;
+    int saved = job.err;
     close(sync_pipe[0]);
     close(error_pipe[1]);
     if (pid < 0) {

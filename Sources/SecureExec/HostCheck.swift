@@ -72,3 +72,14 @@ extension NodeRuntime {
         return HostReport(checks: checks, nodeVersion: version, nodePath: path)
     }
 }
+
+extension NodeRuntime {
+    /// Removes what supervisors that died without disposing left behind on
+    /// this machine (their empty sandbox cgroups), and says what it removed,
+    /// one line each. Live sandboxes, of this process or any other, are never
+    /// touched. Each process also does this once before its first sandbox;
+    /// uid ranges need nothing (the kernel releases a dead holder's lease).
+    public static func reclaimLeftovers() -> [String] {
+        Leftovers.reclaim()
+    }
+}

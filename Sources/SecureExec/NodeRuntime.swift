@@ -68,11 +68,16 @@ public final class NodeRuntime: Sendable {
         let project = try workspace.map { workspace throws(SecureExecError) in try Self.validate(workspace) }
         var allMounts = mounts
         if let nodeModules {
-            guard try HostMount.checkSource(nodeModules, role: "nodeModules") else {
+            guard try HostMount.checkSource(nodeModules, role: "nodeModules", writable: false) else {
                 throw SecureExecError(
                     .invalidArgument, "nodeModules \(nodeModules.debugDescription) is not a directory", step: "validate mount")
             }
             allMounts.append(Mount(host: nodeModules, guest: "/workspace/node_modules"))
+        }
+        // Each mount travels to init as a descriptor and a record of the first request.
+        guard allMounts.count <= Self.maxMounts, allMounts.reduce(0, { $0 + $1.guest.utf8.count }) <= 16 << 10 else {
+            throw SecureExecError(
+                .invalidArgument, "at most \(Self.maxMounts) mounts, with guest paths of 16 KiB in all", step: "validate mount")
         }
         let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
         guard limits.workspaceBytes >= 1 << 20, limits.tmpBytes >= 1 << 20 else {
@@ -95,7 +100,17 @@ public final class NodeRuntime: Sendable {
                 .invalidArgument, "openFilesPerProcess must be at least 32 and outputBytesPerStream not negative",
                 step: "limits")
         }
+        guard (1...1 << 20).contains(limits.inotifyInstances), (1...1 << 24).contains(limits.inotifyWatches) else {
+            throw SecureExecError(
+                .invalidArgument, "inotifyInstances must be 1...1048576 and inotifyWatches 1...16777216", step: "limits")
+        }
+        guard limits.fileOperationTimeout > .zero else {
+            throw SecureExecError(.invalidArgument, "fileOperationTimeout must be positive", step: "limits")
+        }
         var configuration = SandboxConfiguration()
+        configuration.inotifyInstances = limits.inotifyInstances
+        configuration.inotifyWatches = limits.inotifyWatches
+        configuration.fileOperationTimeout = limits.fileOperationTimeout
         configuration.networkAllowed = permissions.network == .allow
         configuration.childProcessAllowed = permissions.childProcess == .allow
         configuration.workspaceBytes = UInt64(limits.workspaceBytes)
@@ -268,16 +283,19 @@ public final class NodeRuntime: Sendable {
         await sandbox.dispose()
     }
 
+    /// Host mounts one runtime may have (the runtime's own files take ~20 more of init's 128 descriptors).
+    static let maxMounts = 64
+
     static func validate(_ mount: Mount) throws(SecureExecError) -> HostMount {
         try MountRules.checkGuestPath(mount.guest)
-        _ = try HostMount.checkSource(mount.host, role: "host path")
+        _ = try HostMount.checkSource(mount.host, role: "host path", writable: !mount.readOnly)
         var attributes: HostMount.Attributes = [.noSetuid, .noDevices]
         if mount.readOnly { attributes.insert(.readOnly) }
         return HostMount(hostPath: mount.host, guestPath: mount.guest, attributes: attributes, idmapped: true)
     }
 
     static func validate(_ workspace: Workspace) throws(SecureExecError) -> WorkspaceSource {
-        guard try HostMount.checkSource(workspace.host, role: "workspace") else {
+        guard try HostMount.checkSource(workspace.host, role: "workspace", writable: workspace.mode == .readWrite) else {
             throw SecureExecError(
                 .invalidArgument, "workspace \(workspace.host.debugDescription) is not a directory", step: "validate mount")
         }

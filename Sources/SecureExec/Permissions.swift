@@ -46,12 +46,28 @@ public struct Limits: Sendable, Hashable {
     public var outputBytesPerStream: Int
     /// How long `dispose()` waits after SIGTERM before it kills. Default 1 s.
     public var terminationGrace: Duration
+    /// inotify instances (one per watching thread or worker) for the whole
+    /// runtime. Default 128. Counted in the sandbox's own user namespace and
+    /// charged to its own host uid, never to root or another sandbox; the
+    /// host's per-user limit (`fs.inotify.max_user_instances`) also applies.
+    public var inotifyInstances: Int
+    /// inotify watches (one per watched file or directory) for the whole
+    /// runtime. Default 131,072, enough for a dev server watching a large
+    /// project; the host's `fs.inotify.max_user_watches` also applies.
+    public var inotifyWatches: Int
+    /// How long one file operation (`readFile`, `writeFile`, ...) may take
+    /// before it fails with `.timeout`. Default 60 s.
+    public var fileOperationTimeout: Duration
 
     public init(
         memoryBytes: Int? = 512 << 20, maxProcesses: Int? = 256, cpuTimePerProcess: Duration? = .seconds(3600),
         openFilesPerProcess: Int = 4096, workspaceBytes: Int = 128 << 20, tmpBytes: Int = 64 << 20,
-        outputBytesPerStream: Int = 64 << 20, terminationGrace: Duration = .seconds(1)
+        outputBytesPerStream: Int = 64 << 20, terminationGrace: Duration = .seconds(1),
+        inotifyInstances: Int = 128, inotifyWatches: Int = 131_072, fileOperationTimeout: Duration = .seconds(60)
     ) {
+        self.inotifyInstances = inotifyInstances
+        self.inotifyWatches = inotifyWatches
+        self.fileOperationTimeout = fileOperationTimeout
         self.memoryBytes = memoryBytes
         self.maxProcesses = maxProcesses
         self.cpuTimePerProcess = cpuTimePerProcess

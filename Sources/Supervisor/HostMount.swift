@@ -48,9 +48,11 @@ package struct HostMount: Sendable, Hashable {
     /// - Throws: `.invalidArgument` naming the path when it is relative, does
     ///   not exist, or is or passes through a symlink.
     package static func openSource(_ path: String, role: String) throws(SecureExecError) -> Int32 {
-        guard path.hasPrefix("/"), !path.contains("\0") else {
+        guard GuestPath.isNormalizedAbsolute(path) else {
             throw SecureExecError(
-                .invalidArgument, "\(role) \(path.debugDescription) must be an absolute host path", step: "validate mount")
+                .invalidArgument,
+                "\(role) \(path.debugDescription) must be an absolute, normalized host path (no \".\", \"..\", \"//\" or trailing \"/\")",
+                step: "validate mount")
         }
         let fd = se_open_no_symlinks(path)
         guard fd < 0 else { return fd }
@@ -66,15 +68,38 @@ package struct HostMount: Sendable, Hashable {
         throw SecureExecError(.invalidArgument, "\(role) \(path.debugDescription) \(reason)", step: "validate mount", errno: code)
     }
 
-    /// Whether the host path is a directory; checks it as `openSource` does.
-    package static func checkSource(_ path: String, role: String) throws(SecureExecError) -> Bool {
+    /// Whether the host path is a directory; checks it as `detach` will.
+    ///
+    /// - Parameter writable: the mount will be read-write (see `checkOwner`).
+    package static func checkSource(_ path: String, role: String, writable: Bool) throws(SecureExecError) -> Bool {
         let fd = try openSource(path, role: role)
         defer { SystemCall.close(fd) }
+        let info = try examine(fd, path: path, role: role)
+        if writable { try checkOwner(info, path: path, role: role) }
+        return (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    private static func examine(_ fd: Int32, path: String, role: String) throws(SecureExecError) -> stat {
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             throw SystemCall.failure(.invalidArgument, "\(role) \(path.debugDescription) cannot be examined", step: "fstat")
         }
-        return (info.st_mode & S_IFMT) == S_IFDIR
+        return info
+    }
+
+    /// A read-write mount makes the guest its root's owner: it may change
+    /// every file of that owner inside (a setuid one through a shared mmap
+    /// included), and what it creates belongs to that owner on the host. For
+    /// root that is too much to give by accident, so a read-write source
+    /// must belong to another user and group. (Read-only, root-owned sources
+    /// are allowed: the guest reads root's files in them, as the README says.)
+    private static func checkOwner(_ info: stat, path: String, role: String) throws(SecureExecError) {
+        guard info.st_uid != 0, info.st_gid != 0 else {
+            throw SecureExecError(
+                .invalidArgument,
+                "\(role) \(path.debugDescription) is owned by root (uid \(info.st_uid), gid \(info.st_gid)); a read-write mount gives the guest its owner's rights and makes the guest's files that owner's, so give it an owner of its own (e.g. chown 1000:1000), or mount it read-only",
+                step: "validate mount")
+        }
     }
 
     /// The detached mount's descriptor; the caller closes it.
@@ -88,10 +113,8 @@ package struct HostMount: Sendable, Hashable {
         var userns: Int32 = -1
         defer { SystemCall.close(userns) }
         if idmapped {
-            var info = stat()
-            guard fstat(source, &info) == 0 else {
-                throw SystemCall.failure(.sandboxSetupFailed, "could not examine \(hostPath)", step: "fstat")
-            }
+            let info = try Self.examine(source, path: hostPath, role: "host path")
+            if !attributes.contains(.readOnly) { try Self.checkOwner(info, path: hostPath, role: "host path") }
             userns = se_idmap_userns(info.st_uid, info.st_gid, guestID, guestID, &step)
             guard userns >= 0 else {
                 throw SystemCall.failure(

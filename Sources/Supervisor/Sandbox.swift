@@ -30,6 +30,12 @@ package struct SandboxConfiguration: Sendable {
     package var openFiles: UInt64 = 4096
     /// Output bytes delivered per stream per process; the rest is dropped.
     package var outputBytesPerStream = 64 << 20
+    /// inotify instances and watches for the whole sandbox (its user
+    /// namespace's own counts; the host's per-user limits apply on top).
+    /// How long one file operation (readFile, writeFile, ...) may take.
+    package var fileOperationTimeout: Duration = .seconds(60)
+    package var inotifyInstances = 128
+    package var inotifyWatches = 131_072
     /// The caller's host mounts, already validated, in the order they stack.
     package var mounts: [HostMount] = []
     /// The host directory shown as /workspace; nil for a fresh tmpfs.
@@ -95,6 +101,8 @@ package final class Sandbox: Sendable {
         var exposures: [PortExposure] = []
         var pendingFiles: [UInt32: CheckedContinuation<Int32, Never>] = [:]
         var fileResults: [UInt32: Int32] = [:]
+        /// File requests still waiting for init's answer (not timed out).
+        var liveFiles: Set<UInt32> = []
         var initGone = false
     }
 
@@ -194,7 +202,8 @@ package final class Sandbox: Sendable {
         var pidfd: Int32 = -1
         var syncFD: Int32 = -1
         var errorFD: Int32 = -1
-        let cloned = se_clone_sandbox(initFD, pair[1], nullFD, cgroupFD, &pid, &pidfd, &syncFD, &errorFD)
+        let cloned = se_clone_sandbox(
+            initFD, pair[1], nullFD, cgroupFD, lease.base, lease.base, &pid, &pidfd, &syncFD, &errorFD)
         let cloneErrno = errno
         SystemCall.close(pair[1])
         guard cloned == 0 else {
@@ -257,6 +266,7 @@ package final class Sandbox: Sendable {
             "hostname=\(configuration.hostname)",
         ]
         records += sandbox.writableAreas.map { "writable=\($0)" }
+        records += sysctls(configuration).map { "sysctl=\($0)" }
         records += mountRecords
         // Init also watches this process through a pidfd: if a stray fork of
         // the host keeps the control socket open, init still ends with us.
@@ -296,6 +306,30 @@ package final class Sandbox: Sendable {
             mounts.append(HostMount(hostPath: "/dev/\(device)", guestPath: "/dev/\(device)", attributes: .device))
         }
         return mounts
+    }
+
+    /// Per-namespace kernel settings init makes in the sandbox before any guest runs.
+    private static func sysctls(_ configuration: SandboxConfiguration) -> [String] {
+        var settings = [
+            "user/max_inotify_instances \(configuration.inotifyInstances)",
+            "user/max_inotify_watches \(configuration.inotifyWatches)",
+        ]
+        // Guests never make namespaces (seccomp refuses); make the count say so too.
+        for kind in ["user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time"] {
+            settings.append("user/max_\(kind)_namespaces 0")
+        }
+        // Socket buffers of one connection stay a small share of the memory limit.
+        if let memory = configuration.memoryBytes {
+            let ceiling = max(UInt64(256 << 10), memory / 64)
+            for name in ["tcp_rmem", "tcp_wmem"] {
+                guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8) else { continue }
+                let values = text.split(whereSeparator: \.isWhitespace).compactMap { UInt64($0) }
+                guard values.count == 3 else { continue }
+                let top = min(values[2], ceiling)
+                settings.append("net/ipv4/\(name) \(min(values[0], top)) \(min(values[1], top)) \(top)")
+            }
+        }
+        return settings
     }
 
     private static func realPath(_ path: String) -> String {
@@ -372,7 +406,9 @@ package final class Sandbox: Sendable {
         case .signalFailed:
             break  // the guest had already exited; its exit event is on its way
         case .fileDone(let request, let errno):
-            let waiter = state.withLock { state in
+            let waiter = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+                // A request that already timed out has been answered.
+                guard state.liveFiles.remove(request) != nil else { return nil }
                 let waiter = state.pendingFiles.removeValue(forKey: request)
                 if waiter == nil { state.fileResults[request] = errno }
                 return waiter
@@ -405,6 +441,7 @@ package final class Sandbox: Sendable {
             state.pending = [:]
             for waiter in state.pendingFiles.values { waiter.resume(returning: EINTR) }
             state.pendingFiles = [:]
+            state.liveFiles = []
             return (guests, pending)
         }
         finishSetup(.failure(SecureExecError(.sandboxSetupFailed, "the sandbox's init exited during setup", step: "setup")))
@@ -519,13 +556,33 @@ package final class Sandbox: Sendable {
     /// Asks init for one file operation with `fd` attached and returns a
     /// function that waits for its result: 0, or the operation's errno. The
     /// caller moves data through its own end of `fd`'s pair meanwhile.
-    package func startFileRequest(records: [String], fd: Int32) throws(SecureExecError) -> (@Sendable () async -> Int32) {
+    ///
+    /// When no answer has come after the configuration's file-operation
+    /// timeout, the result is ETIMEDOUT and `onTimeout` runs (it should end
+    /// the caller's data transfer); a late answer is then ignored.
+    package func startFileRequest(
+        records: [String], fd: Int32, onTimeout: @escaping @Sendable () -> Void
+    ) throws(SecureExecError) -> (@Sendable () async -> Int32) {
         let requestID: UInt32 = try state.withLock { state throws(SecureExecError) in
             guard state.phase == .ready, !state.initGone else {
                 throw SecureExecError(.disposed, "the runtime has been disposed", step: "file")
             }
             defer { state.nextRequest &+= 1 }
+            state.liveFiles.insert(state.nextRequest)
             return state.nextRequest
+        }
+        queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(configuration.fileOperationTimeout)) {
+            [weak self] in
+            guard let self else { return }
+            let (timedOut, waiter) = self.state.withLock { state -> (Bool, CheckedContinuation<Int32, Never>?) in
+                guard state.liveFiles.remove(requestID) != nil else { return (false, nil) }
+                let waiter = state.pendingFiles.removeValue(forKey: requestID)
+                if waiter == nil { state.fileResults[requestID] = ETIMEDOUT }
+                return (true, waiter)
+            }
+            guard timedOut else { return }
+            onTimeout()
+            waiter?.resume(returning: ETIMEDOUT)
         }
         try control.withLock { channel throws(SecureExecError) in
             guard let channel else { throw SecureExecError(.disposed, "the runtime has been disposed") }

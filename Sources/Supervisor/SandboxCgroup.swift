@@ -26,7 +26,10 @@ package final class SandboxCgroup: Sendable {
     private let unifiedPath: String?
     private let oomBaseline = Mutex(0)
 
-    private init(directories: [Controller: Directory]) {
+    private let name: String
+
+    private init(name: String, directories: [Controller: Directory]) {
+        self.name = name
         self.directories = directories
         self.unifiedPath = directories.values.first { $0.version == 2 }?.path
     }
@@ -37,6 +40,7 @@ package final class SandboxCgroup: Sendable {
     package static func create(name: String, memoryBytes: UInt64, maxProcesses: Int) throws(SecureExecError)
         -> SandboxCgroup
     {
+        Leftovers.reclaimOnce()
         let hierarchy = CgroupHierarchy.current()
         var made: [Controller: Directory] = [:]
         func rollback() {
@@ -64,7 +68,8 @@ package final class SandboxCgroup: Sendable {
             }
             made[controller] = Directory(path: path, version: parent.version)
         }
-        let cgroup = SandboxCgroup(directories: made)
+        let cgroup = SandboxCgroup(name: name, directories: made)
+        Leftovers.record(name: name, paths: Array(Set(made.values.map(\.path))).sorted())
         do throws(SecureExecError) {
             try cgroup.applyLimits(memoryBytes: memoryBytes, maxProcesses: maxProcesses)
         } catch {
@@ -97,6 +102,14 @@ package final class SandboxCgroup: Sendable {
                 // Swap off: memory+swap may not exceed memory alone (absent without swap accounting).
                 try? write("\(memoryBytes)", to: memory.path + "/memory.memsw.limit_in_bytes")
                 try? write("0", to: memory.path + "/memory.swappiness")
+                // v1 does not count socket buffers unless TCP accounting is
+                // switched on for the cgroup, by giving it a limit: then a
+                // guest hoarding unread loopback data hits its own limit, not
+                // the host-wide tcp_mem. (v2 always counts them in memory.max.)
+                // Kernels built without v1 kmem accounting lack the file; there
+                // socket buffers stay uncounted (the README says so).
+                let tcp = memory.path + "/memory.kmem.tcp.limit_in_bytes"
+                if access(tcp, F_OK) == 0 { try write("\(memoryBytes)", to: tcp) }
             }
         }
         if let pids = directories[.pids] {
@@ -137,12 +150,20 @@ package final class SandboxCgroup: Sendable {
     /// Removes the cgroups. Call after every process in them has exited;
     /// retries briefly while the kernel finishes tearing the last ones down.
     package func remove() {
+        var gone = true
         for path in Set(directories.values.map(\.path)) {
+            var removed = false
             for _ in 0..<200 {
-                if rmdir(path) == 0 || errno == ENOENT { break }
+                if rmdir(path) == 0 || errno == ENOENT {
+                    removed = true
+                    break
+                }
                 usleep(5000)
             }
+            gone = gone && removed
         }
+        // Still there: the record lets a later supervisor or `gc` finish the job.
+        if gone { Leftovers.forget(name: name) }
     }
 
     private func write(_ value: String, to path: String) throws(SecureExecError) {

@@ -69,7 +69,10 @@ extension Sandbox {
         } catch {
             writeError = error
         }
-        SystemCall.close(mine)  // end of data: the writer sees EOF
+        // End of data: the writer sees EOF (shutdown, not just close: the
+        // timeout holds a second descriptor of this socket).
+        shutdown(mine, Int32(SHUT_WR))
+        SystemCall.close(mine)
         let result = await waiter()
         if result != 0 { throw Self.fileError(result, "writing \(path)") }
         if let writeError { throw writeError }
@@ -123,12 +126,29 @@ extension Sandbox {
             throw SystemCall.failure(.ioFailed, "could not create a data socket", step: step)
         }
         defer { SystemCall.close(pair[1]) }
+        // A descriptor of our own for the timeout to shut the transfer down
+        // with: the caller closes `pair[0]` whenever it is done, and its
+        // number may be reused by then.
+        let watch = Mutex(fcntl(pair[0], F_DUPFD_CLOEXEC, 0))
         do throws(SecureExecError) {
-            let waiter = try startFileRequest(records: records, fd: pair[1])
+            let waiter = try startFileRequest(records: records, fd: pair[1]) {
+                watch.withLock { fd in if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) } }
+            }
             SystemCall.setNonBlocking(pair[0])
-            return (pair[0], waiter)
+            return (
+                pair[0],
+                {
+                    let result = await waiter()
+                    watch.withLock { fd in
+                        SystemCall.close(fd)
+                        fd = -1
+                    }
+                    return result
+                }
+            )
         } catch {
             SystemCall.close(pair[0])
+            watch.withLock { SystemCall.close($0) }
             throw error
         }
     }
@@ -167,6 +187,8 @@ extension Sandbox {
                 step: "file", errno: errno)
         case ENOSPC: SecureExecError(.ioFailed, "\(what): no space left (the area's size limit)", step: "file", errno: errno)
         case EINTR: SecureExecError(.disposed, "\(what): the runtime was disposed", step: "file", errno: errno)
+        case ETIMEDOUT:
+            SecureExecError(.timeout, "\(what): the file operation did not finish in time", step: "file", errno: errno)
         default: SystemCall.failure(.ioFailed, what, step: "file", errno: errno)
         }
     }

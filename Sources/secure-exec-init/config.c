@@ -73,6 +73,16 @@ static int visit_config(void *context, const char *key, const char *value) {
         config->guest_gid = (unsigned)number;
     } else if (strcmp(key, "hostname") == 0) {
         config->hostname = strdup(value);
+    } else if (strcmp(key, "sysctl") == 0) {
+        /* "user/max_inotify_instances 128": a name below /proc/sys, no "..". */
+        char **grown = realloc(config->sysctls, (config->sysctl_count + 1) * sizeof *grown);
+        if (!grown || value[0] == '/' || strstr(value, "..") || !strchr(value, ' ')) {
+            if (grown) config->sysctls = grown;
+            errno = EPROTO;
+            return -1;
+        }
+        config->sysctls = grown;
+        config->sysctls[config->sysctl_count++] = strdup(value);
     } else if (strcmp(key, "writable") == 0) {
         char **grown = realloc(config->writable, (config->writable_count + 1) * sizeof *grown);
         if (!grown || value[0] != '/') {

@@ -8,6 +8,8 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,10 +17,11 @@
 
 /*
  * File operations the host asks for (read, write, list, remove, mkdir) run
- * in a child of init that first becomes the guest: guest uid and gid, no
- * supplementary groups, no capabilities, no_new_privs. So the host can never
- * do through this path anything a guest could not do itself, and the child
- * is inside the sandbox's mount namespace, where no host path exists.
+ * in a child of init that acts on files as the guest: guest fsuid and fsgid,
+ * no supplementary groups, no capabilities, no_new_privs. So the host can
+ * never do through this path anything a guest could not do itself, and the
+ * child is inside the sandbox's mount namespace, where no host path exists.
+ * Its real uid stays the namespace's root, so the guest cannot stop it.
  *
  * Paths are resolved with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
  * from the root of the writable area they name (/workspace, /tmp, or a
@@ -207,6 +210,33 @@ static int run_operation(const struct init_config *config, const char *operation
     return -1;
 }
 
+/*
+ * Files are touched with the guest's file ids (fsuid and fsgid: its
+ * permissions, and what is created is its own) while the real, effective and
+ * saved uids stay the namespace's root: a guest can neither signal (kill and
+ * SIGSTOP need a matching uid) nor ptrace this process, so it cannot stall a
+ * host file operation. Every capability is dropped, so being uid 0 grants
+ * nothing here; no exec follows that could regain one.
+ */
+static int become_guest_for_files(const struct init_config *config) {
+    if (setgroups(0, NULL) != 0) return -1;
+    setfsgid(config->guest_gid);
+    setfsuid(config->guest_uid);
+    if ((unsigned)setfsuid((uid_t)-1) != config->guest_uid || (unsigned)setfsgid((gid_t)-1) != config->guest_gid) {
+        errno = EPERM;
+        return -1;
+    }
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    }
+    cap_t empty = cap_init();
+    int dropped = empty ? cap_set_proc(empty) : -1;
+    if (empty) cap_free(empty);
+    if (dropped != 0) return -1;
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return -1;
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
 pid_t start_file_operation(const struct init_config *config, const char *operation, const char *path, int data,
                            struct failure *failure) {
     pid_t pid = fork();
@@ -221,10 +251,6 @@ pid_t start_file_operation(const struct init_config *config, const char *operati
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
     int rc = -1;
-    if (setgroups(0, NULL) == 0 && setresgid(config->guest_gid, config->guest_gid, config->guest_gid) == 0 &&
-        setresuid(config->guest_uid, config->guest_uid, config->guest_uid) == 0 &&
-        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0) {
-        rc = run_operation(config, operation, path, data);
-    }
+    if (become_guest_for_files(config) == 0) rc = run_operation(config, operation, path, data);
     _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));
 }

@@ -50,6 +50,8 @@ struct init_config {
     /* A pidfd of the supervisor process: readable once it has exited, even
      * if a stray fork of it still holds our control socket. */
     int supervisor_pidfd;
+    char **sysctls; /* "name value" pairs: name below /proc/sys, set in the sandbox's own namespaces */
+    size_t sysctl_count;
     char **writable; /* roots of the areas file operations may touch */
     size_t writable_count;
     int *received_fds; /* the config request's descriptors after rootfs_fd */

@@ -46,17 +46,24 @@ static int join(char *out, size_t size, const char *prefix, const char *path) {
 }
 
 /*
- * mkdirat that also works inside an idmapped host mount, where only the
- * guest's ids are mapped and init's own uid cannot create anything
- * (EOVERFLOW): there the directory is made as the guest, so on the host it
- * belongs to the mount's owner like everything else the guest makes.
+ * Creating a mount point (a directory, or an empty file for a file mount)
+ * also has to work inside an idmapped host mount, where only the guest's ids
+ * are mapped and init's own uid cannot create anything (EOVERFLOW): there it
+ * is made as the guest, so on the host it belongs to the mount's owner like
+ * everything else the guest makes.
  */
-static int make_directory(int dir, const char *name, const struct init_config *config) {
-    if (mkdirat(dir, name, 0755) == 0 || errno == EEXIST) return 0;
+static int make_entry(int dir, const char *name, int directory) {
+    if (directory) return mkdirat(dir, name, 0755);
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+    return fd < 0 ? -1 : close(fd);
+}
+
+static int make_mount_point_entry(int dir, const char *name, int directory, const struct init_config *config) {
+    if (make_entry(dir, name, directory) == 0 || errno == EEXIST) return 0;
     if (errno != EOVERFLOW && errno != EACCES && errno != EPERM) return -1;
     setfsgid(config->guest_gid);
     setfsuid(config->guest_uid);
-    int made = mkdirat(dir, name, 0755);
+    int made = make_entry(dir, name, directory);
     int saved = errno;
     setfsuid(0);
     setfsgid(0);
@@ -102,13 +109,7 @@ static int open_mount_point(int root, const char *guest_path, int directory, con
         int want_directory = !last || directory;
         int next = open_component(dir, name, want_directory);
         if (next < 0 && errno == ENOENT) {
-            int made;
-            if (want_directory) {
-                made = make_directory(dir, name, config);
-            } else {
-                made = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-                if (made >= 0) made = close(made);
-            }
+            int made = make_mount_point_entry(dir, name, want_directory, config);
             next = made == 0 ? open_component(dir, name, want_directory) : -1;
         }
         int saved = errno;
@@ -155,11 +156,29 @@ static int build_dev(struct failure *failure) {
     return 0;
 }
 
-static int build_proc(struct failure *failure) {
+static int build_proc(const struct init_config *config, struct failure *failure) {
     if (mkdir(NEW_ROOT "/proc", 0555) != 0 && errno != EEXIST) return fail(failure, "mkdir /proc");
     /* We are PID 1 of the new pid namespace, so this /proc shows only the sandbox. */
     if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
         return fail(failure, "mount /proc");
+    /* The sandbox's own per-namespace knobs (its user namespace's counts, its
+     * network namespace's socket buffers), set before /proc/sys goes
+     * read-only. They belong to namespaces only this sandbox is in. */
+    for (size_t i = 0; i < config->sysctl_count; i++) {
+        char name[PATH_MAX];
+        const char *space = strchr(config->sysctls[i], ' ');
+        size_t length = (size_t)(space - config->sysctls[i]);
+        if (length + sizeof NEW_ROOT "/proc/sys/" >= sizeof name) return fail(failure, "sysctl name");
+        snprintf(name, sizeof name, NEW_ROOT "/proc/sys/%.*s", (int)length, config->sysctls[i]);
+        int fd = open(name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) return fail(failure, "open sysctl");
+        const char *value = space + 1;
+        ssize_t written = write(fd, value, strlen(value));
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        if (written != (ssize_t)strlen(value)) return fail(failure, "write sysctl");
+    }
     /* Kernel-wide knobs stay visible (node reads some) but read-only. */
     static const char *const read_only[] = {"sys", "irq", "bus", "fs", "sysrq-trigger"};
     for (size_t i = 0; i < sizeof read_only / sizeof *read_only; i++) {
@@ -172,7 +191,10 @@ static int build_proc(struct failure *failure) {
     }
     /* Files that expose kernel memory or host-wide state read as empty. */
     static const char *const masked[] = {"kcore", "keys", "timer_list", "sched_debug", "latency_stats",
-                                         "kallsyms", "kmsg", "kpagecount", "kpageflags", "kpagecgroup"};
+                                         "kallsyms", "kmsg", "kpagecount", "kpageflags", "kpagecgroup",
+                                         /* facts about the host: how it booted, what it runs, its disks */
+                                         "cmdline", "config.gz", "bootconfig", "modules", "partitions",
+                                         "diskstats", "swaps", "sys/kernel/random/boot_id"};
     for (size_t i = 0; i < sizeof masked / sizeof *masked; i++) {
         char path[PATH_MAX];
         if (join(path, sizeof path, NEW_ROOT "/proc/", masked[i]) != 0) return fail(failure, "proc path");
@@ -341,7 +363,7 @@ int build_guest_root(const struct init_config *config, struct failure *failure) 
     if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)
         return fail(failure, "remount /dev read-only");
     /* /proc last: its masks bind the guest's /dev/null. */
-    if (build_proc(failure) != 0) return -1;
+    if (build_proc(config, failure) != 0) return -1;
 
     if (mount(NULL, NEW_ROOT, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
         return fail(failure, "remount guest root read-only");

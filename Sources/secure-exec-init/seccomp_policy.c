@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <linux/sched.h>
 #include <seccomp.h>
 #include <stddef.h>
@@ -46,8 +47,11 @@
  *    on a host mount, and there a setuid file would run as the mount's
  *    owner for anyone on the host; nosuid on the mount does not stop that.
  *    openat2 passes its mode in memory a filter cannot read, so it answers
- *    ENOSYS (nothing in node needs it). mknod is not allowed at all: no
- *    device node and no fifo can be made anywhere.
+ *    ENOSYS (nothing in node needs it). mknod is not allowed at all, and
+ *    renameat2 with RENAME_WHITEOUT (which makes a 0:0 character device) is
+ *    refused: no device node and no fifo can be made anywhere;
+ *  - fcntl F_SETLEASE: a guest owns the files of a mount's owner, and a
+ *    lease on one would stall host writers of it.
  */
 
 static scmp_filter_ctx allow_filter;
@@ -187,6 +191,14 @@ static int add_privilege_bit_rules(void) {
             }
         }
     }
+    if (rc) return rc;
+    /* A lease lets its holder stall, for the kernel's lease-break time, any
+     * host process that opens the file for writing; node never takes one. */
+    struct scmp_arg_cmp lease = SCMP_A1(SCMP_CMP_EQ, F_SETLEASE);
+    rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(fcntl), 1, &lease);
+    /* RENAME_WHITEOUT leaves a 0:0 character device behind: no device nodes. */
+    struct scmp_arg_cmp whiteout = SCMP_A4(SCMP_CMP_MASKED_EQ, RENAME_WHITEOUT, RENAME_WHITEOUT);
+    if (rc == 0) rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(renameat2), 1, &whiteout);
     return rc;
 }
 

@@ -30,13 +30,21 @@ final class EventPrinter: Sendable {
         if json { event(["event": "exposed", "url": url]) } else { write(1, Array("exposed at \(url)\n".utf8)) }
     }
 
-    func exited(_ termination: Termination) {
+    /// How the guest ended: with `--json` the `exited` event; in text mode
+    /// a line on stderr for each truncated stream and then the ending,
+    /// unless `quiet` (a `run` whose guest exited by itself, which its exit
+    /// code already tells).
+    func exited(_ ending: GuestEnding, quiet: Bool = false) {
         if json {
-            var fields: [String: Any] = ["event": "exited", "reason": Self.reason(termination)]
-            if case .exited(let code) = termination { fields["code"] = Int(code) }
-            if case .signaled(let signal) = termination { fields["signal"] = signal.name }
+            var fields: [String: Any] = ["event": "exited", "reason": Self.reason(ending.termination), "message": ending.message]
+            if case .exited(let code) = ending.termination { fields["code"] = Int(code) }
+            if case .signaled(let signal) = ending.termination { fields["signal"] = signal.name }
+            if !ending.truncatedStreams.isEmpty { fields["truncated"] = ending.truncatedStreams }
             event(fields)
+            return
         }
+        for line in ending.truncationLines { note(line) }
+        if !quiet { note(ending.message) }
     }
 
     func note(_ text: String) { write(2, Array("secure-exec: \(text)\n".utf8)) }
@@ -66,5 +74,67 @@ final class EventPrinter: Sendable {
                 offset += written
             }
         }
+    }
+}
+
+/// How a guest ended, with what the CLI knows about why: the limits it ran
+/// under and what the operator's signals did.
+struct GuestEnding {
+    var termination: Termination
+    var stop: Lifecycle.Stop = .none
+    var grace: Duration = .seconds(1)
+    var limits = Limits()
+    /// The `--timeout` the guest ran with, if any.
+    var timeout: Duration?
+    var stdoutTruncated = false
+    var stderrTruncated = false
+
+    init(_ termination: Termination) { self.termination = termination }
+
+    init(_ process: GuestProcess, _ termination: Termination, lifecycle: Lifecycle, limits: Limits, timeout: Duration?) {
+        self.termination = termination
+        stop = lifecycle.stop
+        grace = lifecycle.grace
+        self.limits = limits
+        self.timeout = timeout
+        stdoutTruncated = process.stdoutTruncated
+        stderrTruncated = process.stderrTruncated
+    }
+
+    /// One line, e.g. "guest exited with code 0", "guest killed: out of memory (limit 256 MiB)".
+    var message: String {
+        switch termination {
+        case .exited(let code):
+            return "guest exited with code \(code)"
+        case .signaled(let signal) where signal == .kill && stop == .escalated:
+            return "guest killed by SIGKILL after it ignored SIGTERM for \(Units.describe(grace))"
+        case .signaled(let signal) where signal == .kill && stop == .forced:
+            return "guest killed by SIGKILL at the second interrupt"
+        case .signaled(let signal):
+            return "guest killed by \(signal.name)"
+        case .outOfMemory:
+            return "guest killed: out of memory" + (limits.memoryBytes.map { " (limit \(Units.describe(bytes: $0)))" } ?? "")
+        case .timedOut:
+            return "guest killed: timed out" + (timeout.map { " after \(Units.describe($0))" } ?? "")
+        case .cpuLimit:
+            return "guest killed: CPU time limit" + (limits.cpuTimePerProcess.map { " (\(Units.describe($0)))" } ?? "")
+        @unknown default:
+            return "guest \(termination)"
+        }
+    }
+
+    var truncatedStreams: [String] {
+        (stdoutTruncated ? ["stdout"] : []) + (stderrTruncated ? ["stderr"] : [])
+    }
+
+    /// "guest output truncated: stdout passed 64 MiB", one per stream.
+    var truncationLines: [String] {
+        truncatedStreams.map { "guest output truncated: \($0) passed \(Units.describe(bytes: limits.outputBytesPerStream))" }
+    }
+
+    /// Whether there is nothing to say beyond the exit code: the guest exited by itself, whole.
+    var isPlainExit: Bool {
+        if case .exited = termination { return stop == .none && truncatedStreams.isEmpty }
+        return false
     }
 }

@@ -4,6 +4,8 @@ import SecureExec
 
 /// What `run` and `serve` start: inline code, one file, or a project directory.
 ///
+/// A file is mounted read-only into the workspace and run from there, so
+/// the host never reads it (a symlink in its path is refused, not followed).
 /// A directory becomes the sandbox's `/workspace` by mount, not by copy (an
 /// overlay by default: the guest's changes never reach the host; or read-write
 /// with `--project-mode rw`), `node_modules` included. Its entry is
@@ -11,6 +13,8 @@ import SecureExec
 /// symlink in the project is ever followed on the host.
 enum Project {
     case code(String)
+    /// One script, mounted read-only at /workspace/<its name> (never read on the host).
+    case file(path: String)
     case directory(path: String)
 
     static func load(path: String) throws -> Project {
@@ -18,21 +22,31 @@ enum Project {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ValidationError("\(path.debugDescription) does not exist")
         }
-        if !isDirectory.boolValue {
-            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
-            else { throw ValidationError("cannot read \(path.debugDescription) as UTF-8 text") }
-            return .code(text)
-        }
-        return .directory(path: absolutePath(path))
+        return isDirectory.boolValue ? .directory(path: absolutePath(path)) : .file(path: absolutePath(path))
     }
 
-    /// `path` made absolute against the current directory, without resolving symlinks.
+    /// `path` made absolute against the current directory and normalized
+    /// lexically ("a/./b", "a//b", "a/../b", a trailing "/"), without
+    /// resolving symlinks: SecureExec refuses any symlink in a host path, so
+    /// where there is none, the lexical result is the real one.
     static func absolutePath(_ path: String) -> String {
         let expanded = (path as NSString).expandingTildeInPath
         let absolute = expanded.hasPrefix("/") ? expanded : FileManager.default.currentDirectoryPath + "/" + expanded
-        // Lexical clean-up only ("a/./b", "a//b", a trailing "/"); ".." stays for the kernel to resolve.
-        let parts = absolute.split(separator: "/").filter { $0 != "." }
+        var parts: [Substring] = []
+        for part in absolute.split(separator: "/") where part != "." {
+            if part == ".." {
+                _ = parts.popLast()
+            } else {
+                parts.append(part)
+            }
+        }
         return "/" + parts.joined(separator: "/")
+    }
+
+    /// The mount a `.file` project needs, and the guest path it runs from.
+    static func scriptMount(_ path: String) -> (mount: Mount, guestPath: String) {
+        let guestPath = "/workspace/" + (path as NSString).lastPathComponent
+        return (Mount(host: path, guest: guestPath), guestPath)
     }
 
     /// The guest path of the project's entry, read inside the sandbox.

@@ -11,7 +11,10 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Streams the guest's stdout and stderr as they come and exits with its code \
             (see `secure-exec --help` for the codes of signals and limits). Ctrl-C or \
-            SIGTERM stops the guest and removes the sandbox; a second Ctrl-C kills at once.
+            SIGTERM sends the guest SIGTERM, then SIGKILL if it has not exited after --grace \
+            (default 1s); a second Ctrl-C kills it at once. The sandbox is removed either way. \
+            Unless the guest exited by itself, a last line on stderr says how it ended \
+            (which limit, or which signal); so does a line for output cut at 64 MiB.
 
             Examples:
               secure-exec run -e 'console.log(1 + 1)'
@@ -27,7 +30,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var sandbox: SandboxOptions
 
-    @Option(help: ArgumentHelp("Kill the guest after this long, e.g. 60s.", valueName: "DURATION"))
+    @Option(help: ArgumentHelp("Kill the guest after this long, 1ms to 365d, e.g. 60s.", valueName: "DURATION"))
     var timeout: String?
 
     @Flag(help: "Print one JSON event per line instead of raw output.")
@@ -41,44 +44,47 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("give either a FILE or -e CODE")
         }
         if let file { _ = try Project.load(path: file) }
-        if let timeout, Units.duration(timeout) == nil {
-            throw ValidationError("--timeout expects a duration like 60s, got \(timeout.debugDescription)")
-        }
-        _ = try sandbox.parsedEnvironment()
-        _ = try sandbox.parsedMounts()
-        _ = try sandbox.limits()
-        _ = try sandbox.validateNodeModules()
+        _ = try parsedTimeout()
+        try sandbox.validate(guestArguments: guestArguments)
+    }
+
+    func parsedTimeout() throws -> Duration? {
+        try timeout.map { try Units.duration($0, flag: "--timeout", in: .milliseconds(1)...Units.maxDuration) }
     }
 
     func run() async throws {
         let project = try eval.map { Project.code($0) } ?? Project.load(path: file!)
+        let limits = try sandbox.limits()
+        let timeout = try parsedTimeout()
         let output = EventPrinter(json: json)
+        let lifecycle = Lifecycle(grace: limits.terminationGrace, interruptedCode: nil)
+        lifecycle.install()
+        defer { lifecycle.remove() }
         let runtime = try await sandbox.makeRuntime(for: project)
-        let interrupts = InterruptHandler()
-        let termination: Termination
-        do {
-            let process = try await sandbox.start(
-                project, in: runtime, arguments: guestArguments, timeout: timeout.flatMap(Units.duration), output: output)
-            output.spawned(pid: process.pid)
-            let forwarding = StdinForwarder.start(to: process)
-            defer { forwarding.cancel() }
-            interrupts.install(
-                first: { process.kill() },
-                second: { process.kill(.kill) })
-            termination = await process.wait()
-        } catch let error as ValidationError {
-            interrupts.remove()
+        if lifecycle.stopRequested {
             await runtime.dispose()
-            throw CLIFailure(message: error.message, code: ExitCodes.usage)
-        } catch {
-            interrupts.remove()
-            await runtime.dispose()
-            throw CLIFailure(message: "could not start the guest: \(error)", code: ExitCodes.unavailable)
+            output.note("interrupted before the guest started")
+            throw ExitCode(lifecycle.interruptedExitCode)
         }
-        interrupts.remove()
+        let process: GuestProcess
+        do {
+            process = try await sandbox.start(
+                project, in: runtime, arguments: guestArguments, timeout: timeout, output: output)
+        } catch {
+            await runtime.dispose()
+            throw CLIFailure.starting(error)
+        }
+        output.spawned(pid: process.pid)
+        lifecycle.attach(process)
+        let forwarding = StdinForwarder.start(to: process)
+        let termination = await process.wait()
+        forwarding.cancel()
+        let code = ExitCodes.code(for: termination)
+        lifecycle.guestEnded(exitCode: code)
+        let ending = GuestEnding(process, termination, lifecycle: lifecycle, limits: limits, timeout: timeout)
+        output.exited(ending, quiet: ending.isPlainExit)
         await runtime.dispose()
-        output.exited(termination)
-        throw ExitCode(ExitCodes.code(for: termination))
+        throw ExitCode(code)
     }
 }
 
@@ -100,4 +106,15 @@ struct CLIFailure: Error, CustomStringConvertible {
     let message: String
     let code: Int32
     var description: String { message }
+
+    /// A failure to start the guest: bad input the API found is 64, anything else 69.
+    static func starting(_ error: any Error) -> CLIFailure {
+        switch error {
+        case let failure as CLIFailure: failure
+        case let error as ValidationError: CLIFailure(message: error.message, code: ExitCodes.usage)
+        case let error as SecureExecError where error.code == .invalidArgument:
+            CLIFailure(message: error.message, code: ExitCodes.usage)
+        default: CLIFailure(message: "could not start the guest: \(error)", code: ExitCodes.unavailable)
+        }
+    }
 }

@@ -22,24 +22,57 @@ struct SandboxOptions: ParsableArguments {
     @Option(name: .customLong("project-mode"), help: ArgumentHelp("How a project directory becomes /workspace: overlay (the guest's changes stay in the sandbox) or rw (edits in place).", valueName: "overlay|rw"))
     var projectMode: String = "overlay"
 
-    @Option(help: ArgumentHelp("Memory for the whole sandbox, e.g. 256M or 1G.", valueName: "SIZE"))
+    @Option(help: ArgumentHelp("Memory for the whole sandbox, 16M to 1T, e.g. 256M or 1G (default 512M).", valueName: "SIZE"))
     var memory: String?
 
-    @Option(help: ArgumentHelp("CPU time per process, e.g. 10s or 5m.", valueName: "DURATION"))
+    @Option(help: ArgumentHelp("CPU time per process, 1s to 365d, e.g. 10s or 5m (default 1h).", valueName: "DURATION"))
     var cpu: String?
 
-    @Option(help: ArgumentHelp("Processes and threads in the sandbox.", valueName: "N"))
-    var pids: Int?
+    @Option(help: ArgumentHelp("Processes and threads in the sandbox, 16 to 4194304 (default 256).", valueName: "N"))
+    var pids: String?
+
+    @Option(help: ArgumentHelp("How long a guest may take to exit after SIGTERM before it is killed, 0s to 1h (default 1s).", valueName: "DURATION"))
+    var grace: String?
+
+    /// Checks everything that needs no sandbox; `validate()` of each command calls it.
+    func validate(guestArguments: [String]) throws {
+        let environment = try parsedEnvironment()
+        try Self.checkSpawnRequest(environment: environment, arguments: guestArguments)
+        _ = try parsedMounts()
+        _ = try limits()
+        _ = try workspaceMode()
+        _ = try validateNodeModules()
+    }
 
     func parsedEnvironment() throws -> [String: String] {
         var result: [String: String] = [:]
         for entry in environment {
             guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
-                throw ValidationError("--env expects K=V, got \(entry.debugDescription)")
+                throw ValidationError("--env expects K=V with a non-empty K, got \(entry.debugDescription)")
             }
-            result[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            let key = String(entry[..<equals])
+            let value = String(entry[entry.index(after: equals)...])
+            guard !key.contains("\0"), !value.contains("\0") else {
+                throw ValidationError("--env \(key.debugDescription): names and values cannot contain NUL")
+            }
+            result[key] = value
         }
         return result
+    }
+
+    /// The guest's arguments and environment travel to the sandbox in one
+    /// 64 KiB message: refuse before anything starts when they cannot fit.
+    static func checkSpawnRequest(environment: [String: String], arguments: [String]) throws {
+        for argument in arguments where argument.contains("\0") {
+            throw ValidationError("guest argument \(argument.debugDescription) contains NUL")
+        }
+        // Each travels as one NUL-terminated record: "env=K=V" or "arg=A".
+        let environmentBytes = environment.reduce(0) { $0 + 6 + $1.key.utf8.count + $1.value.utf8.count }
+        let argumentBytes = arguments.reduce(0) { $0 + 5 + $1.utf8.count }
+        guard environmentBytes + argumentBytes <= Units.maxSpawnRecordBytes else {
+            throw ValidationError(
+                "--env and the guest's arguments take \(environmentBytes + argumentBytes) bytes; together they must stay under \(Units.describe(bytes: Units.maxSpawnRecordBytes))")
+        }
     }
 
     func parsedMounts() throws -> [Mount] {
@@ -58,22 +91,15 @@ struct SandboxOptions: ParsableArguments {
 
     func limits() throws -> Limits {
         var limits = Limits()
-        if let memory {
-            guard let bytes = Units.bytes(memory) else {
-                throw ValidationError("--memory expects a size like 256M or 1G, got \(memory.debugDescription)")
-            }
-            limits.memoryBytes = bytes
-        }
+        if let memory { limits.memoryBytes = try Units.size(memory, flag: "--memory", in: Units.memoryRange) }
         if let cpu {
-            guard let duration = Units.duration(cpu) else {
-                throw ValidationError("--cpu expects a duration like 10s or 5m, got \(cpu.debugDescription)")
-            }
-            limits.cpuTimePerProcess = duration
+            // RLIMIT_CPU counts whole seconds: a fraction rounds up.
+            let duration = try Units.duration(cpu, flag: "--cpu", in: .seconds(1)...Units.maxDuration)
+            let (seconds, attoseconds) = duration.components
+            limits.cpuTimePerProcess = .seconds(seconds + (attoseconds > 0 ? 1 : 0))
         }
-        if let pids {
-            guard pids > 0 else { throw ValidationError("--pids must be positive") }
-            limits.maxProcesses = pids
-        }
+        if let pids { limits.maxProcesses = try Units.count(pids, flag: "--pids", in: Units.pidsRange) }
+        if let grace { limits.terminationGrace = try Units.duration(grace, flag: "--grace", in: .zero...Units.maxGrace) }
         return limits
     }
 
@@ -95,10 +121,15 @@ struct SandboxOptions: ParsableArguments {
     /// is `.invalidArgument` before anything exists: exit 64, like a bad flag.
     func makeRuntime(for project: Project) async throws -> NodeRuntime {
         var workspace: Workspace?
-        if case .directory(let path) = project { workspace = Workspace(host: path, mode: try workspaceMode()) }
+        var mounts = try parsedMounts()
+        switch project {
+        case .directory(let path): workspace = Workspace(host: path, mode: try workspaceMode())
+        case .file(let path): mounts.insert(Project.scriptMount(path).mount, at: 0)
+        case .code: break
+        }
         do {
             return try await NodeRuntime.create(
-                permissions: permissions, limits: try limits(), mounts: try parsedMounts(), workspace: workspace,
+                permissions: permissions, limits: try limits(), mounts: mounts, workspace: workspace,
                 nodeModules: try validateNodeModules())
         } catch let error as SecureExecError where error.code == .invalidArgument {
             throw CLIFailure(message: error.message, code: ExitCodes.usage)
@@ -116,6 +147,10 @@ struct SandboxOptions: ParsableArguments {
             return try await runtime.spawn(
                 code, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,
                 onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
+        case .file(let path):
+            return try await runtime.spawnFile(
+                Project.scriptMount(path).guestPath, arguments: arguments, environment: try parsedEnvironment(),
+                timeout: timeout, onStdout: { output.stdout($0) }, onStderr: { output.stderr($0) })
         case .directory(let path):
             let entry = try await Project.entry(in: runtime, project: path)
             return try await runtime.spawnFile(
@@ -135,23 +170,132 @@ struct SandboxOptions: ParsableArguments {
     }
 }
 
-/// Parses sizes ("256M") and durations ("10s").
+/// Parses and prints sizes ("256M") and durations ("10s"), with overflow
+/// checks and the CLI's bounds, so no input can trap.
+///
+/// Sizes: a whole number of bytes, or with K, M, G or T (powers of 1024; a
+/// trailing "B" or "iB" is allowed: 256M, 256MB, 256MiB). Durations: a whole
+/// number with ms, s, m, h or d; a bare number is seconds.
 enum Units {
-    static func bytes(_ text: String) -> Int? {
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        guard let last = text.uppercased().last else { return nil }
-        if let scale = units[last], let number = Int(text.dropLast()), number > 0 { return number * scale }
-        if let number = Int(text), number > 0 { return number }
-        return nil
+    /// The smallest and largest `--memory` (node needs about 16 MiB to start).
+    static let memoryRange = (16 << 20)...(1 << 40)
+    /// The most `--pids` (the kernel's own ceiling, PID_MAX_LIMIT); node alone runs about 10 threads.
+    static let pidsRange = 16...4_194_304
+    /// The longest `--timeout`, `--cpu` or `--ready-timeout`: one year.
+    static let maxDuration: Duration = .seconds(365 * 24 * 3600)
+    /// The longest `--grace`: one hour.
+    static let maxGrace: Duration = .seconds(3600)
+    /// The guest's spawn request (arguments and environment) travels in one
+    /// 64 KiB message; this leaves room for its header and the runtime's own records.
+    static let maxSpawnRecordBytes = 60 << 10
+
+    enum Parsed<Value> {
+        case value(Value)
+        /// Not a number with a known unit.
+        case malformed
+        /// A number too large to represent at all.
+        case tooLarge
     }
 
-    static func duration(_ text: String) -> Duration? {
-        let units: [String: Int] = ["ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000]
-        for (suffix, scale) in units.sorted(by: { $0.key.count > $1.key.count }) where text.hasSuffix(suffix) {
-            guard let number = Int(text.dropLast(suffix.count)), number > 0 else { return nil }
-            return .milliseconds(number * scale)
+    static func bytes(_ text: String) -> Parsed<Int> {
+        var body = Substring(text.uppercased())
+        var binarySuffix = false
+        if body.hasSuffix("IB") {
+            body = body.dropLast(2)
+            binarySuffix = true
+        } else if body.hasSuffix("B") {
+            body = body.dropLast()
         }
-        if let seconds = Int(text), seconds > 0 { return .seconds(seconds) }
-        return nil
+        let scales: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var scale = 1
+        if let last = body.last, let unit = scales[last] {
+            scale = unit
+            body = body.dropLast()
+        } else if binarySuffix {
+            return .malformed  // "iB" needs a unit before it: "256MiB", not "256iB"
+        }
+        switch number(body) {
+        case .value(let count):
+            let (product, overflow) = count.multipliedReportingOverflow(by: scale)
+            return overflow ? .tooLarge : .value(product)
+        case .malformed: return .malformed
+        case .tooLarge: return .tooLarge
+        }
+    }
+
+    static func duration(_ text: String) -> Parsed<Duration> {
+        let scales: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+        var body = Substring(text.lowercased())
+        var scale = 1000
+        for (suffix, unit) in scales where body.hasSuffix(suffix) {
+            // "ms" is tried before "s" and "m" because it comes first.
+            scale = unit
+            body = body.dropLast(suffix.count)
+            break
+        }
+        switch number(body) {
+        case .value(let count):
+            let (milliseconds, overflow) = count.multipliedReportingOverflow(by: scale)
+            return overflow ? .tooLarge : .value(.milliseconds(milliseconds))
+        case .malformed: return .malformed
+        case .tooLarge: return .tooLarge
+        }
+    }
+
+    /// A plain non-negative decimal integer (digits only: no sign, no spaces).
+    static func number(_ text: Substring) -> Parsed<Int> {
+        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return .malformed }
+        guard let value = Int(text) else { return .tooLarge }
+        return .value(value)
+    }
+
+    /// A size flag's value within `range`, or a one-line ValidationError.
+    static func size(_ text: String, flag: String, in range: ClosedRange<Int>) throws -> Int {
+        switch bytes(text) {
+        case .value(let value) where range.contains(value): return value
+        case .malformed: throw ValidationError("\(flag) expects a size like 256M or 1G, got \(text.debugDescription)")
+        default:
+            throw ValidationError(
+                "\(flag) must be between \(describe(bytes: range.lowerBound)) and \(describe(bytes: range.upperBound)), got \(text.debugDescription)")
+        }
+    }
+
+    /// A duration flag's value within `range`, or a one-line ValidationError.
+    static func duration(_ text: String, flag: String, in range: ClosedRange<Duration>) throws -> Duration {
+        switch duration(text) {
+        case .value(let value) where range.contains(value): return value
+        case .malformed: throw ValidationError("\(flag) expects a duration like 10s, 500ms or 5m, got \(text.debugDescription)")
+        default:
+            throw ValidationError(
+                "\(flag) must be between \(describe(range.lowerBound)) and \(describe(range.upperBound)), got \(text.debugDescription)")
+        }
+    }
+
+    /// A count flag's value within `range`, or a one-line ValidationError.
+    static func count(_ text: String, flag: String, in range: ClosedRange<Int>) throws -> Int {
+        switch number(Substring(text)) {
+        case .value(let value) where range.contains(value): return value
+        case .malformed: throw ValidationError("\(flag) expects a whole number, got \(text.debugDescription)")
+        default: throw ValidationError("\(flag) must be between \(range.lowerBound) and \(range.upperBound), got \(text.debugDescription)")
+        }
+    }
+
+    /// "256 MiB", "1 GiB", "1536 KiB", "100 bytes".
+    static func describe(bytes: Int) -> String {
+        for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift) \(unit)"
+        }
+        return bytes == 1 ? "1 byte" : "\(bytes) bytes"
+    }
+
+    /// "1s", "300ms", "5m", "2h", "365d" (the largest unit that divides it exactly).
+    static func describe(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = seconds.multipliedReportingOverflow(by: 1000).partialValue + attoseconds / 1_000_000_000_000_000
+        if milliseconds == 0 { return "0s" }
+        for (unit, name) in [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")] where milliseconds % Int64(unit) == 0 {
+            return "\(milliseconds / Int64(unit))\(name)"
+        }
+        return "\(milliseconds)ms"
     }
 }

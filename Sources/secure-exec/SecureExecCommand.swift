@@ -29,6 +29,9 @@ struct SecureExecCommand: AsyncParsableCommand {
             \(ExitCodes.timedOut) timed out; \(ExitCodes.outOfMemory) out of memory; \
             \(ExitCodes.cpuLimit) CPU-time limit; \(ExitCodes.usage) bad arguments; \
             \(ExitCodes.unavailable) the host cannot run sandboxes or the sandbox failed.
+
+            Sizes are whole numbers with K, M, G or T (256M, 1G); durations whole numbers with \
+            ms, s, m, h or d (500ms, 30s, 5m); each flag says its bounds.
             """,
         subcommands: [CheckCommand.self, RunCommand.self, ServeCommand.self])
 }

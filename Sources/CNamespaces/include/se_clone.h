@@ -17,11 +17,16 @@
  * With cgroup_fd >= 0 (a cgroup v2 directory) the child starts in that
  * cgroup (CLONE_INTO_CGROUP), so nothing it runs is ever outside it.
  *
+ * The new user namespace is owned by owner_uid:owner_gid (the sandbox's own
+ * unprivileged host ids), not by root: the kernel charges per-user counts
+ * made inside the sandbox (inotify, pending signals, ...) to its owner.
+ *
  * On success returns 0 and fills *pid_out, *pidfd_out, *sync_fd_out (write end
  * of the release pipe) and *error_fd_out (read end of the error pipe). On
  * failure returns -1 with errno set and nothing to close.
  */
 int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd,
+                     uid_t owner_uid, gid_t owner_gid,
                      pid_t *_Nonnull pid_out, int *_Nonnull pidfd_out,
                      int *_Nonnull sync_fd_out, int *_Nonnull error_fd_out);
 

@@ -243,8 +243,11 @@ struct WorkspaceFileTests {
 
     @Test("a read-write mount shows the guest's writes on the host and takes the host API's writes")
     func readWriteMount() async throws {
-        try await withWorkspaceHostDirectory(mode: 0o777) { directory in
-            try WorkspaceHostFiles.write(directory + "/seed.txt", "seeded on the host", mode: 0o666)
+        try await withWorkspaceHostDirectory(owner: (4242, 4242)) { directory in
+            try WorkspaceHostFiles.write(directory + "/seed.txt", "seeded on the host", mode: 0o644)
+            guard chown(directory + "/seed.txt", 4242, 4242) == 0 else {
+                throw WorkspaceHostError(step: "chown seed.txt", errno: errno)
+            }
             try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/mnt/data", readOnly: false)]) { runtime in
                 let output = try await runtime.workspaceOutput(
                     """

@@ -9,14 +9,17 @@ import Glibc
 
 /// Runs `body` with a fresh host directory under /tmp (mode `mode`) and
 /// removes it with everything in it afterwards, whether `body` returns or throws.
+///
+/// `owner` (uid, gid) chowns it: a read-write mount's source must not belong to root.
 func withWorkspaceHostDirectory<Result>(
-    mode: mode_t = 0o755, _ body: (String) async throws -> Result
+    mode: mode_t = 0o755, owner: (uid_t, gid_t)? = nil, _ body: (String) async throws -> Result
 ) async throws -> Result {
     var template = Array("/tmp/secure-exec-workspace-test-XXXXXX".utf8CString)
     guard let made = mkdtemp(&template) else { throw WorkspaceHostError(step: "mkdtemp", errno: errno) }
     let path = String(cString: made)
     defer { try? FileManager.default.removeItem(atPath: path) }
     guard chmod(path, mode) == 0 else { throw WorkspaceHostError(step: "chmod \(path)", errno: errno) }
+    if let owner, chown(path, owner.0, owner.1) != 0 { throw WorkspaceHostError(step: "chown \(path)", errno: errno) }
     return try await body(path)
 }
 
