@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -123,8 +124,11 @@ static void *clone_on_own_thread(void *context) {
 
 int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, uid_t owner_uid, gid_t owner_gid,
                      pid_t *pid_out, int *pidfd_out, int *sync_fd_out, int *error_fd_out) {
+    /* The release channel is a socket pair, not a pipe: the parent sends with
+     * MSG_NOSIGNAL, so a child that died before its release cannot raise
+     * SIGPIPE in the host. */
     int sync_pipe[2], error_pipe[2];
-    if (pipe2(sync_pipe, O_CLOEXEC) != 0) return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_pipe) != 0) return -1;
     if (pipe2(error_pipe, O_CLOEXEC) != 0) {
         int saved = errno;
         close(sync_pipe[0]);
@@ -212,7 +216,7 @@ int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out)
     char go = 1;
     ssize_t sent;
     do {
-        sent = write(sync_fd, &go, 1);
+        sent = send(sync_fd, &go, 1, MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
     close(sync_fd);
 

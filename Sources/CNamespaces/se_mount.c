@@ -81,8 +81,12 @@ int se_idmap_userns(uid_t fs_uid, gid_t fs_gid, uid_t host_uid, gid_t host_gid, 
     if (pid == 0) {
         /* The child of a multithreaded process: raw syscalls only. It lives
          * until the parent closes the pipe, so its namespace can be opened. */
+        /* Close every inherited descriptor but our end of the pipe: another
+         * thread's concurrent call may have a pipe whose EOF its helper waits
+         * for, and O_CLOEXEC does nothing here since we never exec. */
         char byte;
-        syscall(SYS_close, hold[1]);
+        if (hold[0] > 0) syscall(SYS_close_range, 0, hold[0] - 1, 0);
+        syscall(SYS_close_range, hold[0] + 1, ~0U, 0);
         while (syscall(SYS_read, hold[0], &byte, 1) < 0 && errno == EINTR) {
         }
         syscall(SYS_exit_group, 0);

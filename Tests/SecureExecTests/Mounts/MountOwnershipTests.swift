@@ -115,6 +115,35 @@ struct MountOwnershipTests {
         }
     }
 
+    /// Owners a read-write source may not have: root's uid or gid would make
+    /// the guest root's stand-in on the host.
+    static let rootOwners = [HostOwner(uid: 0, gid: 0), HostOwner(uid: 0, gid: 4242), HostOwner(uid: 4242, gid: 0)]
+
+    @Test("a read-write mount or workspace of a directory with root's uid or gid is refused, naming it", arguments: rootOwners)
+    func rootOwnedReadWriteRefused(owner: HostOwner) async throws {
+        try await withMountHostDirectory(owner: owner.uid, group: owner.gid, mode: 0o755) { host in
+            await expectRefusedAtCreate("read-write mount of \(owner)", mentioning: host) {
+                try await NodeRuntime.create(mounts: [Mount(host: host, guest: "/data", readOnly: false)])
+            }
+            await expectRefusedAtCreate("read-write workspace of \(owner)", mentioning: host) {
+                try await NodeRuntime.create(workspace: Workspace(host: host, mode: .readWrite))
+            }
+            // Read-only, and as an overlay workspace, the same directory is fine.
+            struct Seen: Decodable, Equatable {
+                var listing: [String]
+                var write: String
+            }
+            let seen = try await withNodeRuntime(mounts: [Mount(host: host, guest: "/data")], workspace: Workspace(host: host)) { runtime in
+                try await runtime.mountJSON(
+                    #"console.log(JSON.stringify({ listing: fs.readdirSync("/data"), write: attempt(() => fs.writeFileSync("/workspace/x", "x")) }));"#,
+                    as: Seen.self)
+            }
+            #expect(seen == Seen(listing: [], write: "ok"))
+            #expect(try MountHostFiles.ownership(host) == MountOwnership(owner: owner.uid, group: owner.gid, mode: 0o755))
+            #expect(MountHostFiles.listing(host).isEmpty)
+        }
+    }
+
     @Test("a file written by one sandbox is reopened read-write (r+) by a later one, SQLite-style")
     func reopenInLaterSandbox() async throws {
         try await withPrivateHostDirectory { host in
@@ -187,6 +216,41 @@ struct MountOwnershipTests {
             }
             let ownership = try MountHostFiles.ownership(host + "/log.txt")
             #expect(ownership.owner == MountIDs.owner && ownership.group == MountIDs.group, "\(ownership)")
+        }
+    }
+
+    @Test("eight sandboxes with idmapped mounts created at the same time all start and write as the directory's owner")
+    func concurrentCreates() async throws {
+        try await withPrivateHostDirectory { host in
+            try MountHostFiles.makeDirectory(host + "/ro", owner: MountIDs.owner, group: MountIDs.group, mode: 0o700)
+            let mounts = [Mount(host: host, guest: "/data", readOnly: false), Mount(host: host + "/ro", guest: "/srv/ro")]
+            let count = 8
+            // Not `finishes(within:)`: a deadlock in create blocks threads of
+            // Swift's own pool, so only a Dispatch timer can still act.
+            let watchdog = MountHelperWatchdog(after: .seconds(30))
+            await withTaskGroup(of: Void.self) { group in
+                for index in 0..<count {
+                    group.addTask {
+                        do {
+                            let result = try await withNodeRuntime(mounts: mounts) { runtime in
+                                try await runtime.exec(#"require("fs").writeFileSync("/data/from-\#(index)", "\#(index)");"#)
+                            }
+                            #expect(result.termination == .exited(0), "sandbox \(index): \(result.stderrText)")
+                        } catch {
+                            Issue.record("sandbox \(index): \(error)")
+                        }
+                    }
+                }
+            }
+            let killed = watchdog.stop()
+            #expect(
+                killed.isEmpty,
+                "the concurrent creates deadlocked: after 30 s, \(killed.count) namespace helpers of this process were still waiting and were killed to end the test: \(killed)")
+            #expect(MountHostFiles.listing(host) == ((0..<count).map { "from-\($0)" } + ["ro"]).sorted())
+            for index in 0..<count where MountHostFiles.exists(host + "/from-\(index)") {
+                let ownership = try MountHostFiles.ownership(host + "/from-\(index)")
+                #expect(ownership.owner == MountIDs.owner && ownership.group == MountIDs.group, "from-\(index) is \(ownership)")
+            }
         }
     }
 

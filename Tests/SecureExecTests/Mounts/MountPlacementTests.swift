@@ -47,8 +47,9 @@ struct MountPlacementTests {
 
     @Test("a read-write mount at /data takes the guest's writes, and they reach the host directory")
     func readWriteAtData() async throws {
-        try await withMountHostDirectory { host in
-            try MountHostFiles.write(host + "/hello.txt", "hello from the host")
+        // Not root's: a read-write source must have an owner of its own (see MountOwnershipTests).
+        try await withMountHostDirectory(owner: MountIDs.owner, group: MountIDs.group) { host in
+            try MountHostFiles.write(host + "/hello.txt", "hello from the host", owner: MountIDs.owner, group: MountIDs.group)
             let seen = try await withNodeRuntime(mounts: [Mount(host: host, guest: "/data", readOnly: false)]) { runtime in
                 try await runtime.mountJSON(Self.probe("/data"), as: Probe.self)
             }
@@ -74,17 +75,19 @@ struct MountPlacementTests {
         var innerFile: String
     }
 
-    /// Two host directories: `outer` (outer.txt, and an empty-but-for-a-marker
-    /// `cache/` where the inner mount goes) and `inner` (inner.txt).
+    /// Two host directories owned by 4242:4242 (so either may be read-write):
+    /// `outer` (outer.txt, and a `cache/` holding only a marker, where the
+    /// inner mount goes) and `inner` (inner.txt).
     static func withNestedHostDirectories<Result>(_ body: (_ outer: String, _ inner: String) async throws -> Result) async throws
         -> Result
     {
-        try await withMountHostDirectory { outer in
-            try await withMountHostDirectory { inner in
-                try MountHostFiles.write(outer + "/outer.txt", "outer")
-                try MountHostFiles.makeDirectory(outer + "/cache")
-                try MountHostFiles.write(outer + "/cache/under-the-mount.txt", "hidden by the inner mount")
-                try MountHostFiles.write(inner + "/inner.txt", "inner")
+        let (uid, gid) = (MountIDs.owner, MountIDs.group)
+        return try await withMountHostDirectory(owner: uid, group: gid) { outer in
+            try await withMountHostDirectory(owner: uid, group: gid) { inner in
+                try MountHostFiles.write(outer + "/outer.txt", "outer", owner: uid, group: gid)
+                try MountHostFiles.makeDirectory(outer + "/cache", owner: uid, group: gid)
+                try MountHostFiles.write(outer + "/cache/under-the-mount.txt", "hidden by the inner mount", owner: uid, group: gid)
+                try MountHostFiles.write(inner + "/inner.txt", "inner", owner: uid, group: gid)
                 return try await body(outer, inner)
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import Synchronization
 import Testing
 
 @testable import Supervisor
@@ -10,9 +11,11 @@ import Glibc
 
 // Helpers for the host-mount suites (Mounts/*.swift): host directories owned
 // by any uid, removed without ever following a symlink a guest planted; host
-// `stat` readings; guests that answer in one JSON line; and the check that
-// `create` refuses a configuration. Every name starts with `Mount` so the
-// other suites' helpers never collide with these.
+// `stat` readings; guests that answer in one JSON line; the check that
+// `create` refuses a configuration; and a watchdog that turns a deadlock of
+// create's namespace helpers into a test failure. Names start with `Mount`
+// (or say mount/create in full) so the other suites' helpers never collide
+// with these.
 
 /// Whether the mount suites run: they build sandboxes, which needs root. Under
 /// `CI=true` they run anyway, so a CI job without root fails instead of skipping.
@@ -32,6 +35,7 @@ enum MountIDs {
 /// removes it with everything in it afterwards, whether `body` returns or
 /// throws, without following any symlink inside it (a guest may have planted
 /// one to `/`).
+@discardableResult
 func withMountHostDirectory<Result>(
     owner: uid_t? = nil, group: gid_t? = nil, mode: mode_t = 0o755, _ body: (String) async throws -> Result
 ) async throws -> Result {
@@ -48,6 +52,7 @@ func withMountHostDirectory<Result>(
 
 /// A host directory owned by 4242:4242 with mode 0700 (made by mkdtemp): no
 /// one but its owner (and root) may even list it.
+@discardableResult
 func withPrivateHostDirectory<Result>(_ body: (String) async throws -> Result) async throws -> Result {
     try await withMountHostDirectory(owner: MountIDs.owner, group: MountIDs.group, mode: 0o700, body)
 }
@@ -269,5 +274,58 @@ enum MountRuntimeFiles {
     private static func isNormalized(_ path: String) -> Bool {
         path.hasPrefix("/") && !path.hasSuffix("/")
             && !path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
+    }
+}
+
+/// Ends a deadlock among this process's namespace helpers so a test can
+/// report it instead of hanging the whole run.
+///
+/// `create` forks short-lived helpers (children of this process in a user
+/// namespace of their own, never exec'd) and blocks a thread in a system call
+/// until each exits. If two such helpers wait on each other, the blocked
+/// threads can starve Swift's cooperative pool, so neither `.timeLimit` nor a
+/// Swift timeout ever runs. This watchdog runs on a Dispatch timer instead:
+/// after `limit` it SIGKILLs every child of this process that sits in a user
+/// namespace mapping a single id (the idmap helpers; a sandbox's maps 65536),
+/// which unblocks the waiters, and remembers whom it killed. Call `stop()` when the work is done.
+final class MountHelperWatchdog: @unchecked Sendable {
+    // @unchecked: the Dispatch source is thread-safe (resumed in init, cancelled after); `killed` is behind a Mutex.
+    private let killed = Mutex<[HostProcessEntry]>([])
+    private let source: any DispatchSourceTimer
+
+    init(after limit: Duration) {
+        let (seconds, attoseconds) = limit.components
+        source = DispatchSource.makeTimerSource(queue: .global())
+        // Once the limit has passed, every second: a create freed from one
+        // deadlock may start helpers that wait on each other again.
+        source.schedule(
+            deadline: .now() + .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)), repeating: .seconds(1))
+        source.setEventHandler { [weak self] in
+            let helpers = Self.strayHelpers()
+            for helper in helpers { kill(helper.pid, SIGKILL) }
+            self?.killed.withLock { $0 += helpers }
+        }
+        source.resume()
+    }
+
+    /// Stops the watchdog; returns the helpers it had to kill (empty when none hung).
+    func stop() -> [HostProcessEntry] {
+        source.cancel()
+        return killed.withLock { $0 }
+    }
+
+    deinit { source.cancel() }
+
+    /// Children of this process in another user namespace that maps a
+    /// single id (an idmap helper; a sandbox maps 65536), not exec'd.
+    static func strayHelpers() -> [HostProcessEntry] {
+        let own = HostCensus.readLink("/proc/self/ns/user")
+        return HostCensus.children().filter { child in
+            guard !child.isSandboxInit, child.state != "Z", HostCensus.readLink("/proc/\(child.pid)/ns/user") != own,
+                let map = HostCensus.readText("/proc/\(child.pid)/uid_map")
+            else { return false }
+            let lines = map.split(separator: "\n")
+            return lines.count == 1 && lines[0].split(separator: " ").last == "1"
+        }
     }
 }

@@ -153,7 +153,8 @@ struct PrivilegePlantingTests {
                 ("toRoot", outcome.toRoot), ("toNobody", outcome.toNobody), ("toRootGroup", outcome.toRootGroup),
                 ("linkToRoot", outcome.linkToRoot),
             ] {
-                #expect(["EPERM", "EINVAL"].contains(result), "\(name): \(result)")
+                // EOVERFLOW: the idmapped mount has no mapping for the new owner, so the kernel cannot store it.
+                #expect(["EPERM", "EINVAL", "EOVERFLOW"].contains(result), "\(name): \(result)")
             }
             #expect(outcome.toSelf == "ok")
             for name in ["file", "link"] {

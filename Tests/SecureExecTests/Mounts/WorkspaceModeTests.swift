@@ -102,7 +102,7 @@ struct WorkspaceModeTests {
                     fs.appendFileSync("/workspace/README.md", "edited\\n");
                     console.log(JSON.stringify([require("/workspace"), fs.readFileSync("/workspace/README.md", "utf8")]));
                     """)
-                #expect(output == #"["\#(Self.greeting)","# demo\nedited\n"]"# + "\n")
+                #expect(output == ##"["\##(Self.greeting)","# demo\nedited\n"]"## + "\n")
             }
             #expect(Self.snapshot(directory) == before)
         }
