@@ -30,10 +30,10 @@ package struct SandboxConfiguration: Sendable {
     package var openFiles: UInt64 = 4096
     /// Output bytes delivered per stream per process; the rest is dropped.
     package var outputBytesPerStream = 64 << 20
-    /// inotify instances and watches for the whole sandbox (its user
-    /// namespace's own counts; the host's per-user limits apply on top).
     /// How long one file operation (readFile, writeFile, ...) may take.
     package var fileOperationTimeout: Duration = .seconds(60)
+    /// inotify instances and watches for the whole sandbox (its user
+    /// namespace's own counts; the host's per-user limits apply on top).
     package var inotifyInstances = 128
     package var inotifyWatches = 131_072
     /// The caller's host mounts, already validated, in the order they stack.

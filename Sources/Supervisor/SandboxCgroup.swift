@@ -88,7 +88,7 @@ package final class SandboxCgroup: Sendable {
         for name in names where name.hasPrefix("secure-exec-") {
             let parts = name.split(separator: "-")
             guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { rmdir(parent + "/" + name) }
+            if kill(pid, 0) != 0 && errno == ESRCH, rmdir(parent + "/" + name) == 0 { Leftovers.forget(name: name) }
         }
     }
 
@@ -105,11 +105,13 @@ package final class SandboxCgroup: Sendable {
                 // v1 does not count socket buffers unless TCP accounting is
                 // switched on for the cgroup, by giving it a limit: then a
                 // guest hoarding unread loopback data hits its own limit, not
-                // the host-wide tcp_mem. (v2 always counts them in memory.max.)
-                // Kernels built without v1 kmem accounting lack the file; there
-                // socket buffers stay uncounted (the README says so).
+                // the host-wide tcp_mem. v1 counts them apart from memory,
+                // so they get a quarter of the limit on top of it. (v2 always
+                // counts them inside memory.max.) Kernels built without v1
+                // kmem accounting lack the file; there socket buffers stay
+                // uncounted (the README says so).
                 let tcp = memory.path + "/memory.kmem.tcp.limit_in_bytes"
-                if access(tcp, F_OK) == 0 { try write("\(memoryBytes)", to: tcp) }
+                if access(tcp, F_OK) == 0 { try write("\(memoryBytes / 4)", to: tcp) }
             }
         }
         if let pids = directories[.pids] {
