@@ -227,9 +227,9 @@ static int mount_writable(const char *target, unsigned long long bytes, const ch
  * /workspace: a fresh tmpfs, the caller's project as it is (read-write,
  * idmapped by the supervisor), or the project under a private writable
  * layer. For the overlay, a tmpfs of workspace_bytes holds the layer and its
- * work directory, with the project attached beside them; the overlay is then
- * mounted over that tmpfs, hiding it. Overlayfs keeps its own private clones
- * of its layers, so nothing of the staging is reachable from the guest.
+ * work directory, with the project attached beside them; once the overlay is
+ * mounted at /workspace, that staging is detached: overlayfs keeps its own
+ * private clones of its layers, so nothing of it is reachable from the guest.
  * The project's mounts keep exec (native addons and tools in node_modules
  * must load), never setuid or devices.
  */
@@ -246,25 +246,34 @@ static int build_workspace(int root, const struct init_config *config, struct fa
     case WORKSPACE_OVERLAY:
         break;
     }
-    if (mkdir(target, 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir workspace");
+    /* The layers are staged in /dev (init's own tmpfs, not yet read-only)
+     * and detached once the overlay holds them, so the guest's mount table
+     * shows neither the staging nor the project's host path. */
+#define STAGE "/dev/.workspace-layers"
+    if (mkdir(NEW_ROOT STAGE, 0700) != 0) return fail(failure, "mkdir workspace layers");
     char options[320];
     snprintf(options, sizeof options, "size=%llu,mode=0700,nr_inodes=%llu", config->workspace_bytes,
              config->workspace_bytes / 1024 + 1024);
-    if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
+    if (mount("tmpfs", NEW_ROOT STAGE, "tmpfs", MS_NOSUID | MS_NODEV, options) != 0)
         return fail(failure, "mount workspace layer tmpfs");
-    if (mkdir(NEW_ROOT GUEST_ROOT_WORKSPACE "/upper", 0755) != 0 ||
-        mkdir(NEW_ROOT GUEST_ROOT_WORKSPACE "/work", 0700) != 0)
+    if (mkdir(NEW_ROOT STAGE "/upper", 0755) != 0 || mkdir(NEW_ROOT STAGE "/work", 0700) != 0)
         return fail(failure, "mkdir workspace layer");
     /* The overlay's root takes the upper directory's owner: the guest's. */
-    if (chown(NEW_ROOT GUEST_ROOT_WORKSPACE "/upper", config->guest_uid, config->guest_gid) != 0)
+    if (chown(NEW_ROOT STAGE "/upper", config->guest_uid, config->guest_gid) != 0)
         return fail(failure, "chown workspace layer");
-    int attached = attach(root, config->workspace_fd, GUEST_ROOT_WORKSPACE "/lower", config, failure);
+    int attached = attach(root, config->workspace_fd, STAGE "/lower", config, failure);
     close(config->workspace_fd);
     if (attached != 0) return -1;
+    if (mkdir(target, 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir workspace");
     snprintf(options, sizeof options,
-             "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work,userxattr", target, target, target);
+             "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work,userxattr", NEW_ROOT STAGE, NEW_ROOT STAGE,
+             NEW_ROOT STAGE);
     if (mount("overlay", target, "overlay", MS_NOSUID | MS_NODEV, options) != 0)
         return fail(failure, "mount workspace overlay");
+    /* Overlayfs keeps private clones of its layers: the staged mounts can go. */
+    if (umount2(NEW_ROOT STAGE, MNT_DETACH) != 0) return fail(failure, "detach workspace layers");
+    if (rmdir(NEW_ROOT STAGE) != 0) return fail(failure, "remove workspace layers");
+#undef STAGE
     return 0;
 }
 

@@ -33,7 +33,7 @@ struct SecureExecCommand: AsyncParsableCommand {
             Sizes are whole numbers with K, M, G or T (256M, 1G); durations whole numbers with \
             ms, s, m, h or d (500ms, 30s, 5m); each flag says its bounds.
             """,
-        subcommands: [CheckCommand.self, RunCommand.self, ServeCommand.self])
+        subcommands: [CheckCommand.self, RunCommand.self, ServeCommand.self, GCCommand.self])
 }
 
 /// The CLI's documented exit codes besides the guest's own.
