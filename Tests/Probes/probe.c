@@ -645,6 +645,95 @@ static int p_mknod(int argc, char **argv) {
     return expect_denied(result, err, "mknod(/dev/mem's major:minor)");
 }
 
+/* ---- planting privilege in files: each call would succeed on the guest's own
+ * /tmp file without the filter, so anything but EPERM (or ENOSYS where noted)
+ * reached the kernel. ---- */
+
+static const char *own_file(const char *name) {
+    static char path[128];
+    snprintf(path, sizeof path, "/tmp/secure-exec-probe-%s", name);
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return NULL;
+    close(fd);
+    return path;
+}
+
+static int p_mkfifo(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = "/tmp/secure-exec-probe-fifo";
+    long result = mknod(path, S_IFIFO | 0600, 0);
+    int err = errno;
+    if (result == 0) unlink(path);
+    return expect_denied(result, err, "mknod(S_IFIFO)");
+}
+
+static int p_fchmodat_setgid(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("fchmodat");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    return DENIED(syscall(SYS_fchmodat, AT_FDCWD, path, 02755));
+}
+
+static int p_fchmodat2_setuid(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("fchmodat2");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    return DENIED(syscall(452 /* fchmodat2 */, AT_FDCWD, path, 04755, 0));
+}
+
+static int p_fchmod_high_bits(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("fchmod");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error("open: %s", err_name(errno));
+    /* Bits above the mode in the 64-bit register must not hide the setuid bit. */
+    int code = DENIED(syscall(SYS_fchmod, fd, (1UL << 32) | 04755));
+    close(fd);
+    return code;
+}
+
+static int p_create_setuid(int argc, char **argv) {
+    (void)argc, (void)argv;
+    unlink("/tmp/secure-exec-probe-created");
+    return DENIED(syscall(SYS_openat, AT_FDCWD, "/tmp/secure-exec-probe-created", O_WRONLY | O_CREAT | O_CLOEXEC, 06755));
+}
+
+static int p_tmpfile_setuid(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return DENIED(syscall(SYS_openat, AT_FDCWD, "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 04755));
+}
+
+static int p_openat2(int argc, char **argv) {
+    (void)argc, (void)argv;
+    struct {
+        uint64_t flags, mode, resolve;
+    } how = {O_WRONLY | O_CREAT | O_CLOEXEC, 04755, 0};
+    long result = syscall(437 /* openat2 */, AT_FDCWD, "/tmp/secure-exec-probe-openat2", &how, sizeof how);
+    int err = errno;
+    if (result == -1 && err == ENOSYS) return blocked("openat2: ENOSYS (its mode cannot be filtered)");
+    return expect_denied(result, err, "openat2");
+}
+
+static int p_renameat2_whiteout(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("whiteout");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    return DENIED(syscall(SYS_renameat2, AT_FDCWD, path, AT_FDCWD, "/tmp/secure-exec-probe-whiteout-moved", 4 /* RENAME_WHITEOUT */));
+}
+
+static int p_fcntl_setlease(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("lease");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error("open: %s", err_name(errno));
+    int code = DENIED(syscall(SYS_fcntl, fd, 1024 /* F_SETLEASE */, 0 /* F_RDLCK */));
+    close(fd);
+    return code;
+}
+
 /* ---- credentials ---- */
 
 static int p_setuid(int argc, char **argv) {
@@ -1104,6 +1193,15 @@ static const struct probe_entry probes[] = {
     {"ioperm", p_ioperm},
     {"modify_ldt", p_modify_ldt},
     {"mknod", p_mknod},
+    {"mkfifo", p_mkfifo},
+    {"fchmodat_setgid", p_fchmodat_setgid},
+    {"fchmodat2_setuid", p_fchmodat2_setuid},
+    {"fchmod_high_bits", p_fchmod_high_bits},
+    {"create_setuid", p_create_setuid},
+    {"tmpfile_setuid", p_tmpfile_setuid},
+    {"openat2", p_openat2},
+    {"renameat2_whiteout", p_renameat2_whiteout},
+    {"fcntl_setlease", p_fcntl_setlease},
     {"setuid", p_setuid},
     {"setresuid", p_setresuid},
     {"setgid", p_setgid},

@@ -115,6 +115,22 @@ struct CLITests {
         #expect((node["version"] as? String)?.hasPrefix("v") == true)
     }
 
+    @Test("run FILE never follows a symlink on the host: a script that is a link to a secret is refused, unread")
+    func scriptSymlinkRefused() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-link-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let secret = directory + "/secret.txt"
+        try "SECRET_TOKEN=abc123\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        chmod(secret, 0o600)
+        try FileManager.default.createSymbolicLink(atPath: directory + "/main.js", withDestinationPath: secret)
+        let result = try await run(["run", "--json", directory + "/main.js"])
+        #expect(result.status == 64, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains("symlink"), "stderr: \(result.stderr)")
+        #expect(!result.stdout.contains("spawned"))
+        #expect(!(result.stdout + result.stderr).contains("abc123"))
+    }
+
     /// With `--json`, anything started would print a "spawned" event first;
     /// an empty stdout shows validation refused the command before that.
     @Test("bad flags: a clear message, exit 64, nothing started", arguments: [

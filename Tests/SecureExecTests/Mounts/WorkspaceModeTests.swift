@@ -90,6 +90,25 @@ struct WorkspaceModeTests {
         }
     }
 
+    @Test("an overlay workspace names no host path in the guest's mount table, and its staging is gone")
+    func overlayHidesHostPath() async throws {
+        try await withMountHostDirectory { directory in
+            try Self.writeProject(into: directory)
+            try await withNodeRuntime(workspace: Workspace(host: directory)) { runtime in
+                let result = try await runtime.exec(
+                    """
+                    const fs = require("fs");
+                    console.log(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+                    console.log(fs.readdirSync("/dev").join(","));
+                    """)
+                #expect(result.termination == .exited(0), "stderr: \(result.stderrText)")
+                #expect(!result.stdoutText.contains(directory), "\(result.stdoutText)")
+                #expect(!result.stdoutText.contains("workspace-layers,"), "\(result.stdoutText)")
+                #expect(result.stdoutText.contains(" /workspace "), "\(result.stdoutText)")
+            }
+        }
+    }
+
     @Test("a private project (0700, files 0600, another uid) is visible and editable in an overlay workspace")
     func overlayPrivateProject() async throws {
         try await withPrivateHostDirectory { directory in
