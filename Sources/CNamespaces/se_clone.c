@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <signal.h>
@@ -107,12 +109,27 @@ struct clone_job {
 static void *clone_on_own_thread(void *context) {
     struct clone_job *job = context;
     job->pid = -1;
+    /* Nothing may run on this thread with its borrowed identity. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     if (syscall(SYS_setresgid, -1, job->owner_gid, -1) != 0 || syscall(SYS_setresuid, -1, job->owner_uid, -1) != 0) {
         job->err = errno;
         return NULL;
     }
     syscall(SYS_setfsuid, 0);
     syscall(SYS_setfsgid, 0);
+    /* A nonzero euid emptied the effective set; the permitted set is intact
+     * (the real and saved uids are still 0). Raise it again, so the kernel
+     * (and LSMs such as AppArmor's userns restriction) see a privileged
+     * caller; the namespace's owner is the euid all the same. */
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) == 0) {
+        data[0].effective = data[0].permitted;
+        data[1].effective = data[1].permitted;
+        syscall(SYS_capset, &header, data);
+    }
     long pid = syscall(SYS_clone3, job->args, sizeof *job->args);
     if (pid == 0) {
         child_main(job->init_fd, job->control_fd, job->null_fd, job->sync_rd, job->error_wr);
@@ -157,6 +174,9 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, ui
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
     pthread_attr_setstacksize(&attributes, 256 * 1024);
+    /* Changing a thread's euid makes the whole process non-dumpable; the
+     * embedding program keeps its own setting. */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     pthread_t thread;
     int created = pthread_create(&thread, &attributes, clone_on_own_thread, &job);
     pthread_attr_destroy(&attributes);
@@ -165,6 +185,7 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, ui
     } else {
         job.err = created;
     }
+    if (dumpable >= 0) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     long pid = job.pid;
     int saved = job.err;
     close(sync_pipe[0]);
@@ -218,7 +239,15 @@ int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out)
     do {
         sent = send(sync_fd, &go, 1, MSG_NOSIGNAL);
     } while (sent < 0 && errno == EINTR);
+    int send_errno = errno;
     close(sync_fd);
+    if (sent != 1) {
+        /* The child is gone before its release: it never reached exec. */
+        close(error_fd);
+        *step_out = SE_CHILD_STEP_WAIT;
+        *errno_out = send_errno;
+        return -1;
+    }
 
     int report[2];
     size_t have = 0;

@@ -7,34 +7,49 @@ import Glibc
 
 /// What a supervisor that died without disposing leaves behind, and its reclaiming.
 ///
-/// Each sandbox cgroup is recorded in `/run/secure-exec/cgroups/<name>` with
-/// its creator's identity (pid and start time, so a reused pid is not taken
-/// for the creator). When the creator is gone, the next supervisor anywhere on
-/// the machine (at its first `create`) or `secure-exec gc` removes the empty
-/// cgroups and the record. rmdir only succeeds on a cgroup with no process,
-/// so nothing live is touched. uid slots need no reclaiming: the kernel drops
-/// a dead holder's lock.
+/// Each sandbox cgroup is recorded in `/run/secure-exec/cgroups/<name>`, and
+/// the supervisor holds an `flock` on that record for as long as the cgroup
+/// is its own. The kernel drops the lock when the supervisor dies, in
+/// whatever pid namespace or container it ran, so a record whose lock can be
+/// taken belongs to nobody: the next supervisor anywhere on the machine (at
+/// its first `create`) or `secure-exec gc` removes its empty cgroups and the
+/// record. rmdir only succeeds on a cgroup with no process, so nothing live is
+/// touched. uid slots need no reclaiming: the kernel drops a dead holder's lock.
 package enum Leftovers {
     static let directoryName = "cgroups"
     private static let reclaimedOnce = Atomic<Bool>(false)
 
-    /// Notes a sandbox's cgroup directories before anything runs in them.
-    static func record(name: String, paths: [String]) {
-        guard let directory = try? StateDirectory.open(directoryName) else { return }
+    /// Notes a sandbox's cgroup directories before anything runs in them and
+    /// returns the record's locked descriptor, which the caller holds until
+    /// `forget`. -1 when the record could not be made (nothing to reclaim then).
+    static func record(name: String, paths: [String]) -> Int32 {
+        guard let directory = try? StateDirectory.open(directoryName) else { return -1 }
         defer { SystemCall.close(directory) }
-        let fd = openat(directory, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { return }
-        defer { SystemCall.close(fd) }
-        let text = "\(getpid()) \(startTime(of: getpid()) ?? 0)\n" + paths.map { $0 + "\n" }.joined()
+        // Made under a temporary name, locked, written, then renamed into
+        // place: a reclaimer never sees a record that is not locked yet.
+        let temporary = ".\(name).new"
+        let fd = openat(directory, temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return -1 }
+        let text = "supervisor \(getpid())\n" + paths.map { $0 + "\n" }.joined()
         let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0,
+            bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count,
+            renameat(directory, temporary, directory, name) == 0
+        else {
+            unlinkat(directory, temporary, 0)
+            SystemCall.close(fd)
+            return -1
+        }
+        return fd
     }
 
-    /// Forgets a record once its cgroups were removed.
-    static func forget(name: String) {
-        guard let directory = try? StateDirectory.open(directoryName) else { return }
-        defer { SystemCall.close(directory) }
-        unlinkat(directory, name, 0)
+    /// Forgets a record once its cgroups were removed, and lets go of its lock.
+    static func forget(name: String, lock: Int32) {
+        if let directory = try? StateDirectory.open(directoryName) {
+            unlinkat(directory, name, 0)
+            SystemCall.close(directory)
+        }
+        SystemCall.close(lock)
     }
 
     /// Reclaims once per process, before its first sandbox.
@@ -45,27 +60,30 @@ package enum Leftovers {
 
     /// Removes the empty cgroups of every supervisor that is gone; says what it removed.
     package static func reclaim() -> [String] {
-        let base = StateDirectory.path(directoryName)
         guard let directory = try? StateDirectory.open(directoryName) else { return [] }
-        SystemCall.close(directory)
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return [] }
+        defer { SystemCall.close(directory) }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: StateDirectory.path(directoryName))
+        else { return [] }
         var removed: [String] = []
         for name in names.sorted() where name.hasPrefix("secure-exec-") {
-            guard let text = try? String(contentsOfFile: base + "/" + name, encoding: .utf8) else { continue }
-            var lines = text.split(separator: "\n").map(String.init)
-            guard !lines.isEmpty else { continue }
-            let owner = lines.removeFirst().split(separator: " ")
-            guard owner.count == 2, let pid = Int32(owner[0]), let started = UInt64(owner[1]) else { continue }
-            if isAlive(pid: pid, started: started) { continue }
+            let fd = openat(directory, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { continue }
+            defer { SystemCall.close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }  // its supervisor is alive
+            var bytes = [UInt8](repeating: 0, count: 64 << 10)
+            let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { continue }
+            var lines = String(decoding: bytes[..<count], as: UTF8.self).split(separator: "\n").map(String.init)
+            let owner = lines.isEmpty ? "" : lines.removeFirst()
             var empty = true
             for path in lines where isSandboxCgroup(path) {
                 if rmdir(path) == 0 {
-                    removed.append("removed cgroup \(path) (supervisor \(pid) is gone)")
+                    removed.append("removed cgroup \(path) (\(owner) is gone)")
                 } else if errno != ENOENT {
                     empty = false  // a process is still inside: leave it for later
                 }
             }
-            if empty { unlink(base + "/" + name) }
+            if empty { unlinkat(directory, name, 0) }
         }
         return removed
     }
@@ -73,20 +91,6 @@ package enum Leftovers {
     /// Only ever a cgroup SecureExec named, on a cgroup filesystem.
     private static func isSandboxCgroup(_ path: String) -> Bool {
         path.hasPrefix("/sys/fs/cgroup/") && (path as NSString).lastPathComponent.hasPrefix("secure-exec-")
-            && !path.contains("/../") && !path.hasSuffix("/..")
-    }
-
-    private static func isAlive(pid: Int32, started: UInt64) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        return startTime(of: pid) == started
-    }
-
-    /// Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot.
-    static func startTime(of pid: Int32) -> UInt64? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+            && !path.split(separator: "/").contains("..")
     }
 }

@@ -267,6 +267,9 @@ package final class Sandbox: Sendable {
         ]
         records += sandbox.writableAreas.map { "writable=\($0)" }
         records += sysctls(configuration).map { "sysctl=\($0)" }
+        // A file helper still running when the supervisor gave up ends itself.
+        let (fileSeconds, fileFraction) = configuration.fileOperationTimeout.components
+        records.append("file_timeout=\(min(max(1, fileSeconds + (fileFraction > 0 ? 1 : 0)), 86400 * 366))")
         records += mountRecords
         // Init also watches this process through a pidfd: if a stray fork of
         // the host keeps the control socket open, init still ends with us.

@@ -27,9 +27,12 @@ package final class SandboxCgroup: Sendable {
     private let oomBaseline = Mutex(0)
 
     private let name: String
+    /// Our locked record of these cgroups (see `Leftovers`); -1 if none or given up.
+    private let record: Mutex<Int32>
 
-    private init(name: String, directories: [Controller: Directory]) {
+    private init(name: String, record: Int32, directories: [Controller: Directory]) {
         self.name = name
+        self.record = Mutex(record)
         self.directories = directories
         self.unifiedPath = directories.values.first { $0.version == 2 }?.path
     }
@@ -59,7 +62,6 @@ package final class SandboxCgroup: Sendable {
                 made[controller] = existing
                 continue
             }
-            removeStale(in: parent.path)
             let path = parent.path + "/" + name
             if mkdir(path, 0o755) != 0 && errno != EEXIST {
                 let error = SystemCall.failure(.sandboxSetupFailed, "could not create \(path)", step: "mkdir cgroup")
@@ -68,8 +70,8 @@ package final class SandboxCgroup: Sendable {
             }
             made[controller] = Directory(path: path, version: parent.version)
         }
-        let cgroup = SandboxCgroup(name: name, directories: made)
-        Leftovers.record(name: name, paths: Array(Set(made.values.map(\.path))).sorted())
+        let record = Leftovers.record(name: name, paths: Array(Set(made.values.map(\.path))).sorted())
+        let cgroup = SandboxCgroup(name: name, record: record, directories: made)
         do throws(SecureExecError) {
             try cgroup.applyLimits(memoryBytes: memoryBytes, maxProcesses: maxProcesses)
         } catch {
@@ -78,18 +80,6 @@ package final class SandboxCgroup: Sendable {
         }
         cgroup.oomBaseline.withLock { $0 = cgroup.oomKillCount() }
         return cgroup
-    }
-
-    /// Removes empty cgroups left by a supervisor that died without disposing
-    /// (named `secure-exec-<pid>-<slot>`, that pid no longer running). rmdir
-    /// only succeeds on a cgroup with no process left, so nothing live is touched.
-    private static func removeStale(in parent: String) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
-        for name in names where name.hasPrefix("secure-exec-") {
-            let parts = name.split(separator: "-")
-            guard parts.count == 4, let pid = Int32(parts[2]), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH, rmdir(parent + "/" + name) == 0 { Leftovers.forget(name: name) }
-        }
     }
 
     private func applyLimits(memoryBytes: UInt64, maxProcesses: Int) throws(SecureExecError) {
@@ -164,8 +154,17 @@ package final class SandboxCgroup: Sendable {
             }
             gone = gone && removed
         }
-        // Still there: the record lets a later supervisor or `gc` finish the job.
-        if gone { Leftovers.forget(name: name) }
+        // Still there: the record, unlocked once this process is gone, lets a
+        // later supervisor or `gc` finish the job.
+        let lock = record.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        if gone {
+            Leftovers.forget(name: name, lock: lock)
+        } else {
+            SystemCall.close(lock)
+        }
     }
 
     private func write(_ value: String, to path: String) throws(SecureExecError) {

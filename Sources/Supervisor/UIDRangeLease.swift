@@ -58,6 +58,7 @@ final class UIDRangeLease: Sendable {
         let now = Date().timeIntervalSince1970
         for offset in 0..<slotCount {
             let slot = (start + offset) % slotCount
+            guard isUnclaimed(slot: slot) else { continue }
             let fd = openat(directoryFD, "\(slot)", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
                 if let fallback { SystemCall.close(fallback.fd) }
@@ -89,6 +90,23 @@ final class UIDRangeLease: Sendable {
         if let fallback { return take(slot: fallback.slot, fd: fallback.fd) }
         throw SecureExecError(
             .sandboxSetupFailed, "all \(slotCount) uid ranges are held by live sandboxes", step: "uid range lease")
+    }
+
+    /// Slot 4094 is systemd's "foreign" uid range (0x7FFE0000); a slot whose
+    /// init or guest uid is a known user (NSS: /etc/passwd, LDAP, SSSD) belongs to
+    /// someone else, who could then act on the sandbox. Both are skipped.
+    private static func isUnclaimed(slot: UInt32) -> Bool {
+        let base = firstBase + slot * rangeSize
+        guard base != 0x7FFE_0000 else { return false }
+        return !isKnownUser(base) && !isKnownUser(base + 1000)
+    }
+
+    private static func isKnownUser(_ uid: UInt32) -> Bool {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>? = nil
+        var buffer = [CChar](repeating: 0, count: 4096)
+        _ = getpwuid_r(uid, &entry, &buffer, buffer.count, &result)
+        return result != nil
     }
 
     private static func take(slot: UInt32, fd: Int32) -> UIDRangeLease {

@@ -73,6 +73,12 @@ static int visit_config(void *context, const char *key, const char *value) {
         config->guest_gid = (unsigned)number;
     } else if (strcmp(key, "hostname") == 0) {
         config->hostname = strdup(value);
+    } else if (strcmp(key, "file_timeout") == 0) {
+        if (parse_number(value, &number) != 0 || number == 0 || number > 86400 * 366) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->file_timeout_seconds = (unsigned)number;
     } else if (strcmp(key, "sysctl") == 0) {
         /* "user/max_inotify_instances 128": a name below /proc/sys, no "..". */
         char **grown = realloc(config->sysctls, (config->sysctl_count + 1) * sizeof *grown);
@@ -133,6 +139,7 @@ int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, 
                  struct failure *failure) {
     memset(config, 0, sizeof *config);
     config->workspace_fd = -1;
+    config->file_timeout_seconds = 60;
     config->guest_uid = 1000;
     config->guest_gid = 1000;
     config->supervisor_pidfd = fds[0];

@@ -137,16 +137,61 @@ static int list_directory(int root, const char *relative, int out) {
     return 0;
 }
 
+/* Refuses anything but a regular file (a fifo, a socket, a device, a
+ * directory), then makes reads and writes blocking again. */
+static int require_regular(int file) {
+    struct stat info;
+    if (fstat(file, &info) != 0) return -1;
+    if (!S_ISREG(info.st_mode)) {
+        errno = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
+        return -1;
+    }
+    int flags = fcntl(file, F_GETFL);
+    return flags < 0 ? -1 : fcntl(file, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+int open_writable_areas(struct init_config *config, struct failure *failure) {
+    config->writable_fds = calloc(config->writable_count ? config->writable_count : 1, sizeof *config->writable_fds);
+    if (!config->writable_fds) return fail(failure, "allocate writable areas");
+    for (size_t i = 0; i < config->writable_count; i++) {
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+        how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+        config->writable_fds[i] = (int)syscall(SYS_openat2, AT_FDCWD, config->writable[i], &how, sizeof how);
+        /* A read-write mount of a single file is no area to resolve beneath. */
+        if (config->writable_fds[i] < 0 && errno != ENOTDIR) return fail(failure, "open writable area");
+    }
+    return 0;
+}
+
+/* Closes every descriptor inherited from init (its control socket, signalfd,
+ * pidfds...) but `keep` and the writable areas' roots. */
+static void close_inherited(const struct init_config *config, int keep) {
+    int highest = keep;
+    for (size_t i = 0; i < config->writable_count; i++) {
+        if (config->writable_fds[i] > highest) highest = config->writable_fds[i];
+    }
+    for (int fd = 0; fd <= highest; fd++) {
+        int wanted = fd == keep;
+        for (size_t i = 0; !wanted && i < config->writable_count; i++) wanted = fd == config->writable_fds[i];
+        if (!wanted) close(fd);
+    }
+    syscall(SYS_close_range, (unsigned)highest + 1, ~0U, 0);
+}
+
 static int run_operation(const struct init_config *config, const char *operation, const char *path, int data) {
     /* The writable area the path lies in: the longest root that prefixes it. */
     const char *area = NULL;
     size_t area_length = 0;
+    int area_root = -1;
     for (size_t i = 0; i < config->writable_count; i++) {
         size_t length = strlen(config->writable[i]);
         if (strncmp(path, config->writable[i], length) == 0 && (path[length] == '/' || path[length] == 0) &&
             length > area_length) {
             area = config->writable[i];
             area_length = length;
+            area_root = config->writable_fds[i];
         }
     }
     if (!area) {
@@ -155,18 +200,17 @@ static int run_operation(const struct init_config *config, const char *operation
     }
     const char *relative = path[area_length] == '/' ? path + area_length + 1 : ".";
     if (*relative == 0) relative = ".";
-    int root = open(area, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0) return -1;
+    int root = area_root;
+    if (root < 0) {
+        errno = EXDEV;
+        return -1;
+    }
 
     if (strcmp(operation, "read") == 0) {
-        int file = open_beneath(root, relative, O_RDONLY, 0);
+        /* O_NONBLOCK: a fifo a guest renamed into place must not hold us. */
+        int file = open_beneath(root, relative, O_RDONLY | O_NONBLOCK, 0);
         if (file < 0) return -1;
-        struct stat info;
-        if (fstat(file, &info) != 0) return -1;
-        if (S_ISDIR(info.st_mode)) {
-            errno = EISDIR;
-            return -1;
-        }
+        if (require_regular(file) != 0) return -1;
         return copy(file, data);
     }
     if (strcmp(operation, "list") == 0) return list_directory(root, relative, data);
@@ -194,8 +238,10 @@ static int run_operation(const struct init_config *config, const char *operation
     if (parent < 0) return -1;
     if (strcmp(operation, "remove") == 0) return remove_tree(parent, name);
     if (strcmp(operation, "write") == 0) {
-        int file = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        /* O_NONBLOCK: a fifo without a reader fails (ENXIO) instead of holding us. */
+        int file = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
         if (file < 0) return -1;
+        if (require_regular(file) != 0) return -1;
         if (copy(data, file) != 0 || close(file) != 0) {
             /* A half-written file (ENOSPC above all) would keep the area
              * full and the runtime stuck: remove it. */
@@ -250,6 +296,9 @@ pid_t start_file_operation(const struct init_config *config, const char *operati
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    close_inherited(config, data);
+    /* Whatever holds it up, it ends itself once the supervisor gave up. */
+    alarm(config->file_timeout_seconds + 1);
     int rc = -1;
     if (become_guest_for_files(config) == 0) rc = run_operation(config, operation, path, data);
     _exit(rc == 0 ? 0 : (errno > 0 && errno < 256 ? errno : EIO));

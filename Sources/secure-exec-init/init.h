@@ -53,7 +53,9 @@ struct init_config {
     char **sysctls; /* "name value" pairs: name below /proc/sys, set in the sandbox's own namespaces */
     size_t sysctl_count;
     char **writable; /* roots of the areas file operations may touch */
+    int *writable_fds; /* each root opened (O_PATH) right after the root was built */
     size_t writable_count;
+    unsigned file_timeout_seconds; /* a file helper still running then ends itself */
     int *received_fds; /* the config request's descriptors after rootfs_fd */
     size_t received_count;
     size_t received_used; /* how many of them records have claimed, in order */
@@ -77,6 +79,11 @@ int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, 
 
 /* rootfs.c: builds the guest's root and pivots into it. */
 int build_guest_root(const struct init_config *config, struct failure *failure);
+
+/* fileops.c: opens every writable area's root once, before any guest runs, so
+ * a guest that later renames directories or plants symlinks above an area
+ * cannot change what file operations act on. */
+int open_writable_areas(struct init_config *config, struct failure *failure);
 
 /* loopback.c: brings `lo` up (the kernel then adds 127.0.0.1 and ::1). */
 int bring_up_loopback(struct failure *failure);

@@ -302,6 +302,7 @@ static int setup(struct init_config *config, struct failure *failure) {
     if (bring_up_loopback(failure) != 0) return -1;
     if (sethostname(config->hostname, strlen(config->hostname)) != 0) return fail(failure, "sethostname");
     if (build_guest_root(config, failure) != 0) return -1;
+    if (open_writable_areas(config, failure) != 0) return -1;
     close(config->rootfs_fd);
     config->rootfs_fd = -1;
     if (prepare_guest_filter(config, failure) != 0) return -1;

@@ -194,7 +194,8 @@ static int add_privilege_bit_rules(void) {
     if (rc) return rc;
     /* A lease lets its holder stall, for the kernel's lease-break time, any
      * host process that opens the file for writing; node never takes one. */
-    struct scmp_arg_cmp lease = SCMP_A1(SCMP_CMP_EQ, F_SETLEASE);
+    /* Matched on the low 32 bits, which is all the kernel reads of cmd. */
+    struct scmp_arg_cmp lease = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, F_SETLEASE);
     rc = seccomp_rule_add_array(argument_filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(fcntl), 1, &lease);
     /* RENAME_WHITEOUT leaves a 0:0 character device behind: no device nodes. */
     struct scmp_arg_cmp whiteout = SCMP_A4(SCMP_CMP_MASKED_EQ, RENAME_WHITEOUT, RENAME_WHITEOUT);

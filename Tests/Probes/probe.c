@@ -723,6 +723,18 @@ static int p_renameat2_whiteout(int argc, char **argv) {
     return DENIED(syscall(SYS_renameat2, AT_FDCWD, path, AT_FDCWD, "/tmp/secure-exec-probe-whiteout-moved", 4 /* RENAME_WHITEOUT */));
 }
 
+static int p_fcntl_setlease_high_bits(int argc, char **argv) {
+    (void)argc, (void)argv;
+    const char *path = own_file("lease-high");
+    if (!path) return error("cannot create a file in /tmp: %s", err_name(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error("open: %s", err_name(errno));
+    /* The kernel reads cmd as 32 bits: bits above must not hide F_SETLEASE. */
+    int code = DENIED(syscall(SYS_fcntl, fd, (1UL << 32) | 1024 /* F_SETLEASE */, 0 /* F_RDLCK */));
+    close(fd);
+    return code;
+}
+
 static int p_fcntl_setlease(int argc, char **argv) {
     (void)argc, (void)argv;
     const char *path = own_file("lease");
@@ -1202,6 +1214,7 @@ static const struct probe_entry probes[] = {
     {"openat2", p_openat2},
     {"renameat2_whiteout", p_renameat2_whiteout},
     {"fcntl_setlease", p_fcntl_setlease},
+    {"fcntl_setlease_high_bits", p_fcntl_setlease_high_bits},
     {"setuid", p_setuid},
     {"setresuid", p_setresuid},
     {"setgid", p_setgid},

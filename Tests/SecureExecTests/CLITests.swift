@@ -11,30 +11,13 @@ import Glibc
 struct CLITests {
     static var cli: String { BuildProducts.path("secure-exec") }
 
-    /// Runs the CLI to completion: blocking reads of both pipes and the wait
-    /// happen on threads of their own, never on the cooperative pool.
+    /// Runs the CLI to completion (posix_spawn through HostProgram: Foundation's
+    /// Process crashed when many ran at once); its pipes and its wait are read
+    /// on threads of their own, never on the cooperative pool.
     func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.cli)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        return await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                let errors = ThreadResult()
-                Thread.detachNewThread { errors.set(err.fileHandleForReading.readDataToEndOfFile()) }
-                let output = out.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: (
-                    process.terminationStatus, String(decoding: output, as: UTF8.self),
-                    String(decoding: errors.get(), as: UTF8.self)
-                ))
-            }
-        }
+        let program = try HostProgram(Self.cli, arguments: arguments)
+        let (status, _) = try await program.waitForExit(timeout: .seconds(100))
+        return (status, program.stdout.text, program.stderr.text)
     }
 
     @Test("run -e exits with the guest's code and streams its output")
@@ -146,26 +129,5 @@ struct CLITests {
         #expect(result.stderr.contains(message), "stderr: \(result.stderr)")
         #expect(!result.stderr.contains("Fatal error"), "no Swift trap")
         #expect(result.stdout.isEmpty)
-    }
-}
-
-/// A value one thread sets and another waits for.
-private final class ThreadResult: @unchecked Sendable {
-    // @unchecked: guarded by `condition`.
-    private let condition = NSCondition()
-    private var value: Data?
-
-    func set(_ data: Data) {
-        condition.lock()
-        value = data
-        condition.signal()
-        condition.unlock()
-    }
-
-    func get() -> Data {
-        condition.lock()
-        defer { condition.unlock() }
-        while value == nil { condition.wait() }
-        return value!
     }
 }

@@ -32,7 +32,7 @@ struct EscapeNativeProbeTests {
         "clock_settime", "adjtimex", "syslog", "personality_bsd", "personality_0x0008", "personality_no_aslr",
         "ioctl_tiocsti", "ioctl_tiocsti_high_bits", "ioctl_tioclinux", "iopl", "ioperm", "modify_ldt", "mknod",
         "mkfifo", "fchmodat_setgid", "fchmodat2_setuid", "fchmod_high_bits", "create_setuid", "tmpfile_setuid",
-        "openat2", "renameat2_whiteout", "fcntl_setlease",
+        "openat2", "renameat2_whiteout", "fcntl_setlease", "fcntl_setlease_high_bits",
         "setuid", "setresuid", "setgid", "setgroups", "capset_raise", "rlimit_raise", "sethostname",
         "capabilities", "whoami", "proc_sys_hostname", "proc_sys_core_pattern", "sysrq_trigger", "kcore",
         "sys_absent", "dev_census", "write_outside", "exec_tmp", "exec_workspace", "mmap_exec_tmp", "fd_census",

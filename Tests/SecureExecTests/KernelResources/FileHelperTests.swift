@@ -93,10 +93,11 @@ struct FileHelperTests {
         }
     }
 
-    @Test("a file operation that hangs fails with .timeout after fileOperationTimeout, and the runtime stays usable")
-    func hangingOperationTimesOut() async throws {
+    @Test("a fifo renamed into a writable area is refused at once, never read or written, and the runtime stays usable")
+    func fifoRefused() async throws {
         // The host makes a fifo in a read-write mount (a guest cannot make one:
-        // mknod is refused); reading it blocks the helper in open() for good.
+        // mknod is refused, but it could rename one it finds into place).
+        // Opening it would block the helper; it is opened non-blocking and refused.
         var template = Array("/tmp/secure-exec-kernel-fifo-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw KernelTestError("mkdtemp failed: errno \(errno)") }
         let directory = String(cString: made)
@@ -107,33 +108,59 @@ struct FileHelperTests {
         try #require(mkfifo(directory + "/fifo", 0o666) == 0, "mkfifo: errno \(errno)")
         try #require(chown(directory + "/fifo", 4243, 4243) == 0)
 
-        let limits = Limits(fileOperationTimeout: .seconds(1))
+        // A long timeout: the refusal must come from the helper, not from the clock.
+        let limits = Limits(fileOperationTimeout: .seconds(600))
         try await withKernelRuntime(limits: limits, mounts: [Mount(host: directory, guest: "/data", readOnly: false)]) { runtime in
+            for operation in ["read", "write"] {
+                let outcome = Mutex<SecureExecError?>(nil)
+                let finished = await finishes(within: .seconds(15)) {
+                    do throws(SecureExecError) {
+                        if operation == "read" {
+                            _ = try await runtime.readFile("/data/fifo")
+                        } else {
+                            try await runtime.writeFile("/data/fifo", text: "into a fifo")
+                        }
+                    } catch {
+                        outcome.withLock { $0 = error }
+                    }
+                }
+                try #require(finished, "\(operation) of a fifo with no peer did not return within 15 s")
+                let error = try #require(outcome.withLock { $0 }, "\(operation) of a fifo succeeded")
+                #expect(error.code != .timeout, "\(error)")
+            }
+            // The runtime still works: nothing is stuck behind the refused ones.
+            try await runtime.writeFile("/data/plain", text: "after the fifo")
+            #expect(try await runtime.readTextFile("/data/plain") == "after the fifo")
+        }
+    }
+
+    @Test("a file operation that stalls fails with .timeout after fileOperationTimeout, and the runtime stays usable")
+    func stalledOperationTimesOut() async throws {
+        // An upload whose source stops producing: the operation may not wait
+        // for it past its timeout.
+        let limits = Limits(fileOperationTimeout: .seconds(1))
+        try await withKernelRuntime(limits: limits) { runtime in
             let started = ContinuousClock.now
-            let outcome = Mutex<Result<[UInt8], SecureExecError>?>(nil)
-            let finished = await finishes(within: .seconds(15)) {
-                do throws(SecureExecError) {
-                    let bytes = try await runtime.readFile("/data/fifo")
-                    outcome.withLock { $0 = .success(bytes) }
-                } catch {
-                    outcome.withLock { $0 = .failure(error) }
+            let chunks = AsyncStream<[UInt8]> { continuation in
+                continuation.yield(Array("first chunk".utf8))
+                Task {
+                    try? await Task.sleep(for: .seconds(3))
+                    continuation.yield(Array("too late".utf8))
+                    continuation.finish()
                 }
             }
-            let elapsed = ContinuousClock.now - started
-            try #require(finished, "readFile of a fifo with no writer did not return within 15 s (timeout 1 s)")
-            switch outcome.withLock({ $0 }) {
-            case .failure(let error):
-                #expect(error.code == .timeout, "\(error)")
-            case .success(let bytes):
-                Issue.record("readFile of a fifo with no writer returned \(bytes.count) bytes")
-            case nil:
-                Issue.record("no outcome")
+            let outcome = Mutex<SecureExecError?>(nil)
+            let finished = await finishes(within: .seconds(15)) {
+                do throws(SecureExecError) {
+                    try await runtime.writeFile("/workspace/slow.txt", contentsOf: chunks)
+                } catch {
+                    outcome.withLock { $0 = error }
+                }
             }
-            #expect(elapsed >= .milliseconds(900), "it failed after \(elapsed), before its timeout")
-
-            // The runtime still works: later operations are not stuck behind the hung one.
-            try await runtime.writeFile("/data/plain", text: "after the timeout")
-            #expect(try await runtime.readTextFile("/data/plain") == "after the timeout")
+            try #require(finished, "a stalled upload did not return within 15 s (timeout 1 s)")
+            let error = try #require(outcome.withLock { $0 }, "the stalled upload succeeded")
+            #expect(error.code == .timeout, "\(error)")
+            #expect(ContinuousClock.now - started >= .milliseconds(900), "it failed before its timeout")
             try await runtime.writeFile("/workspace/x", text: "x")
             #expect(try await runtime.readTextFile("/workspace/x") == "x")
         }

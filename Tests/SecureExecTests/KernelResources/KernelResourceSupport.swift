@@ -224,7 +224,8 @@ enum KernelLeftovers {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
             guard let text = KernelProc.readText(directory + "/" + name) else { continue }
             var lines = text.split(separator: "\n").map(String.init)
-            guard !lines.isEmpty, lines.removeFirst().split(separator: " ").first == Substring("\(pid)") else { continue }
+            // The first line is "supervisor <pid>".
+            guard !lines.isEmpty, lines.removeFirst().split(separator: " ").last == Substring("\(pid)") else { continue }
             found[name] = lines
         }
         return found

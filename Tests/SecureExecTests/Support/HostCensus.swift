@@ -178,5 +178,11 @@ enum HostCensus {
         for path in found {
             for _ in 0..<400 where rmdir(path) != 0 && errno != ENOENT { usleep(5000) }
         }
+        // And their records of those cgroups (see Leftovers in the Supervisor).
+        let records = "/run/secure-exec/cgroups"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: records)) ?? []
+        where pids.contains(where: { name.hasPrefix("secure-exec-\($0)-") }) {
+            unlink(records + "/" + name)
+        }
     }
 }
