@@ -194,14 +194,18 @@ static int build_proc(const struct init_config *config, struct failure *failure)
                                          "kallsyms", "kmsg", "kpagecount", "kpageflags", "kpagecgroup",
                                          /* facts about the host: how it booted, what it runs, its disks */
                                          "cmdline", "config.gz", "bootconfig", "modules", "partitions",
-                                         "diskstats", "swaps", "sys/kernel/random/boot_id"};
+                                         "diskstats", "swaps", "sys/kernel/random/boot_id",
+                                         /* its hardware, and host-wide memory detail */
+                                         "interrupts", "iomem", "ioports", "devices", "zoneinfo", "buddyinfo",
+                                         "pagetypeinfo", "vmallocinfo", "slabinfo"};
     for (size_t i = 0; i < sizeof masked / sizeof *masked; i++) {
         char path[PATH_MAX];
         if (join(path, sizeof path, NEW_ROOT "/proc/", masked[i]) != 0) return fail(failure, "proc path");
         if (access(path, F_OK) != 0) continue;
         if (mount(NEW_ROOT "/dev/null", path, NULL, MS_BIND, NULL) != 0) return fail(failure, "mask /proc file");
     }
-    static const char *const hidden_dirs[] = {"acpi", "scsi", "asound"};
+    /* pressure: host-wide stall figures, a side channel between tenants. */
+    static const char *const hidden_dirs[] = {"acpi", "scsi", "asound", "pressure", "driver"};
     for (size_t i = 0; i < sizeof hidden_dirs / sizeof *hidden_dirs; i++) {
         char path[PATH_MAX];
         if (join(path, sizeof path, NEW_ROOT "/proc/", hidden_dirs[i]) != 0) return fail(failure, "proc path");

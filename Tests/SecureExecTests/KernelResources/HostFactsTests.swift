@@ -10,7 +10,9 @@ import Testing
 struct HostFactsTests {
     static let files = [
         "/proc/cmdline", "/proc/config.gz", "/proc/bootconfig", "/proc/sys/kernel/random/boot_id", "/proc/modules",
-        "/proc/partitions", "/proc/diskstats", "/proc/swaps",
+        "/proc/partitions", "/proc/diskstats", "/proc/swaps", "/proc/interrupts", "/proc/iomem", "/proc/ioports",
+        "/proc/devices", "/proc/zoneinfo", "/proc/buddyinfo", "/proc/pagetypeinfo", "/proc/vmallocinfo",
+        "/proc/pressure/cpu", "/proc/pressure/memory", "/proc/pressure/io",
     ]
 
     /// For each path in argv: "absent <code>" or "bytes <n>".
@@ -23,7 +25,7 @@ struct HostFactsTests {
         console.log(JSON.stringify(out));
         """
 
-    @Test("cmdline, config.gz, boot_id, modules, partitions, diskstats and swaps read as empty or are absent")
+    @Test("cmdline, config.gz, boot_id, modules, disks, swaps, hardware, memory detail and pressure read as empty or are absent")
     func hostFactsMasked() async throws {
         // Only files the host really has say anything; the host must have most of them.
         let present = Self.files.filter { (KernelProc.readBytes($0)?.count ?? 0) > 0 }
