@@ -7,8 +7,8 @@ import Glibc
 #endif
 
 /// A long-lived supervisor does not grow with every sandbox it runs, and a
-/// supervisor that dies takes its sandboxes with it (DESIGN.md: "no orphans,
-/// ever"). Counts are process-wide, so this target runs alone:
+/// supervisor that dies takes its sandboxes with it (README, "Security model":
+/// no orphans). Counts are process-wide, so this target runs alone:
 /// `swift test --filter SecureExecLeakTests`.
 @Suite(
     "Host resources and orphans", .serialized, .enabled(if: Privileges.isRoot || Privileges.isCI),

@@ -2,7 +2,7 @@ import SecureExec
 import Testing
 
 /// Bad input is rejected with a typed `.invalidArgument` error before
-/// anything is sent (DESIGN.md, "Errors and bad input"): out-of-range ports,
+/// anything is sent (README, "The API": bad input): out-of-range ports,
 /// CR or LF in a header or path (request smuggling), negative timeouts and
 /// unknown signals never reach a guest.
 @Suite("Bad input is rejected before sending", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
@@ -76,8 +76,8 @@ struct BadInputTests {
     }
 }
 
-/// Unknown signals are rejected with `.invalidArgument` (DESIGN.md, "Errors
-/// and bad input") and known names map to the platform's numbers. Needs no
+/// Unknown signals are rejected with `.invalidArgument` (README, "The
+/// API": bad input) and known names map to the platform's numbers. Needs no
 /// sandbox, so no root.
 @Suite("Signal names and numbers", .timeLimit(.minutes(1)))
 struct SignalInputTests {

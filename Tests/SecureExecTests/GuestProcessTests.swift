@@ -2,8 +2,8 @@ import Foundation
 import SecureExec
 import Testing
 
-/// A guest process handle tells the truth about its process (DESIGN.md,
-/// "Process model" and "Errors"): signals end it and are reported as such,
+/// A guest process handle tells the truth about its process (README,
+/// "The API"): signals end it and are reported as such,
 /// exit codes come back exactly, `dispose()` ends even a guest that ignores
 /// SIGTERM, stdin reaches it, and nothing it wrote before exiting is lost.
 @Suite("Guest process lifecycle", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))

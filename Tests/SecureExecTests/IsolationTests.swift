@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// A guest cannot see the host (DESIGN.md, "Process model"): it runs in its
+/// A guest cannot see the host (README, "Security model"): it runs in its
 /// own user, net, mount, pid, ipc and uts namespaces, has only a loopback
 /// interface, a root holding nothing of the host's but `node` and its
 /// libraries, a clean environment, and a non-root uid.

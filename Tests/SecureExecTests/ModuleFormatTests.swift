@@ -1,8 +1,8 @@
 import SecureExec
 import Testing
 
-/// Code runs unchanged whichever module system it is written for (DESIGN.md,
-/// "Compatibility"): an ES module with `import` and a CommonJS script with
+/// Code runs unchanged whichever module system it is written for (README,
+/// "The API"): an ES module with `import` and a CommonJS script with
 /// `require` both start and print, with nothing extra on stderr.
 @Suite("ES modules and CommonJS", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
 struct ModuleFormatTests {

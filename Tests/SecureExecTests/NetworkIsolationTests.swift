@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// A guest allowed to use the network still has only its sandbox's own
-/// loopback (DESIGN.md: "the guest has no route out"): the host's
+/// loopback (README, "Security model": no route out): the host's
 /// 127.0.0.1 services and the outside world are unreachable.
 @Suite("No way out of the sandbox's network", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
 struct HostNetworkIsolationTests {
@@ -40,7 +40,7 @@ struct HostNetworkIsolationTests {
 }
 
 /// Processes in one runtime share a loopback like processes on one machine,
-/// and separate runtimes never share one (DESIGN.md, "Process model"): two
+/// and separate runtimes never share one (README, "The API"): two
 /// runtimes can each serve port 3000, and neither can reach the other.
 @Suite("Loopback per runtime", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
 struct LoopbackSharingTests {

@@ -1,8 +1,8 @@
 import SecureExec
 import Testing
 
-/// Network is denied unless asked for (DESIGN.md, "Permissions merge over
-/// secure defaults"), and a denied guest fails with a clear error rather
+/// Network is denied unless asked for (README, "Security model":
+/// network permission), and a denied guest fails with a clear error rather
 /// than a hang: the dev server's `listen` errors with EPERM, and
 /// `waitForListener` reports the exit and its stderr at once instead of
 /// waiting out its timeout.

@@ -3,8 +3,8 @@ import SecureExec
 import Synchronization
 import Testing
 
-/// The seed scenario everything is measured against (DESIGN.md, "The user's
-/// view"): a user's `node:http` dev server boots in a sandbox, prints its
+/// The seed scenario everything is measured against (README, "Two
+/// commands"): a user's `node:http` dev server boots in a sandbox, prints its
 /// line, and the host reaches `/health` and `/` through the kernel; the
 /// example program prints exactly the six lines the design promises.
 @Suite("Dev server scenario", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
@@ -33,7 +33,7 @@ struct DevServerScenarioTests {
         }
     }
 
-    @Test("the dev-server example program prints the six lines of DESIGN.md")
+    @Test("the dev-server example program prints the six lines the README shows")
     func exampleProgramOutput() async throws {
         let example = BuildProducts.path("dev-server-example")
         try #require(

@@ -12,7 +12,7 @@ public enum GuestScripts {
         process.stdout.write(performance.timeOrigin.toFixed(3) + " " + now + "\\n");
         """
 
-    /// DESIGN.md's example dev server, with its port from `PORT` (default
+    /// The README's example dev server, with its port from `PORT` (default
     /// 3000) so bare node on the host can use a free one.
     public static let devServer = """
         import http from "node:http";

@@ -2,7 +2,7 @@ import Foundation
 
 /// JavaScript the tests run as guests.
 enum GuestPrograms {
-    /// The seed's dev server, exactly as DESIGN.md shows it.
+    /// The seed's dev server, exactly as the README's API example shows it.
     static let devServer = """
         import http from "node:http";
         const app = http.createServer((req, res) => {

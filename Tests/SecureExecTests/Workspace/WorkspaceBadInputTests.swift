@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Bad input is refused with a typed error and leaves the runtime usable
-/// (DESIGN.md, "Errors and bad input"): a write far past the workspace's
+/// (README, "The API": bad input): a write far past the workspace's
 /// size limit stops at ENOSPC without reading the rest of its source, and
 /// signals are named or refused.
 @Suite("Workspace: bad input", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))

@@ -2,8 +2,8 @@ import Foundation
 import SecureExec
 import Testing
 
-/// An uploaded multi-file project runs as it would on the host (DESIGN.md,
-/// "Compatibility"): relative ESM imports across nested directories, JSON
+/// An uploaded multi-file project runs as it would on the host (README,
+/// "Uploading a project"): relative ESM imports across nested directories, JSON
 /// modules, a working directory of its own, and packages from a mounted
 /// `node_modules` resolved by both `require` and `import`.
 @Suite(
