@@ -149,11 +149,11 @@ package final class Sandbox: Sendable {
             let guestID = lease.base + guestUID
             if let workspace = configuration.workspace {
                 mountFDs.append(try workspace.mount.detach(guestID: guestID))
-                mountRecords.append("workspace=\(workspace.mode == .overlay ? "overlay" : "bind")")
+                mountRecords.append(InitRecord.make(SE_KEY_WORKSPACE, workspace.mode == .overlay ? "overlay" : "bind"))
             }
             for mount in runtimeBinds + configuration.mounts {
                 mountFDs.append(try mount.detach(guestID: guestID))
-                mountRecords.append("mount=\(mount.guestPath)")
+                mountRecords.append(InitRecord.make(SE_KEY_MOUNT, mount.guestPath))
             }
         } catch {
             lease.release()
@@ -257,19 +257,19 @@ package final class Sandbox: Sendable {
         sandbox.control.withLock { $0 = channel }
 
         var records = [
-            "workspace_bytes=\(configuration.workspaceBytes)",
-            "tmp_bytes=\(configuration.tmpBytes)",
-            "network=\(configuration.networkAllowed ? 1 : 0)",
-            "child_process=\(configuration.childProcessAllowed ? 1 : 0)",
-            "guest_uid=\(guestUID)",
-            "guest_gid=\(guestUID)",
-            "hostname=\(configuration.hostname)",
+            InitRecord.make(SE_KEY_WORKSPACE_BYTES, configuration.workspaceBytes),
+            InitRecord.make(SE_KEY_TMP_BYTES, configuration.tmpBytes),
+            InitRecord.make(SE_KEY_NETWORK, configuration.networkAllowed ? 1 : 0),
+            InitRecord.make(SE_KEY_CHILD_PROCESS, configuration.childProcessAllowed ? 1 : 0),
+            InitRecord.make(SE_KEY_GUEST_UID, guestUID),
+            InitRecord.make(SE_KEY_GUEST_GID, guestUID),
+            InitRecord.make(SE_KEY_HOSTNAME, configuration.hostname),
         ]
-        records += sandbox.writableAreas.map { "writable=\($0)" }
-        records += sysctls(configuration).map { "sysctl=\($0)" }
+        records += sandbox.writableAreas.map { InitRecord.make(SE_KEY_WRITABLE, $0) }
+        records += sysctls(configuration).map { InitRecord.make(SE_KEY_SYSCTL, $0) }
         // A file helper still running when the supervisor gave up ends itself.
         let (fileSeconds, fileFraction) = configuration.fileOperationTimeout.components
-        records.append("file_timeout=\(min(max(1, fileSeconds + (fileFraction > 0 ? 1 : 0)), 86400 * 366))")
+        records.append(InitRecord.make(SE_KEY_FILE_TIMEOUT, min(max(1, fileSeconds + (fileFraction > 0 ? 1 : 0)), 86400 * 366)))
         records += mountRecords
         // Init also watches this process through a pidfd: if a stray fork of
         // the host keeps the control socket open, init still ends with us.
@@ -494,7 +494,10 @@ package final class Sandbox: Sendable {
         var guestEnds = [stdin.read, stdout.write, stderr.write]
         defer { guestEnds.forEach(SystemCall.close) }
 
-        var records = ["exe=\(Self.nodePath)", "cwd=\(request.workingDirectory)", "arg=node"]
+        var records = [
+            InitRecord.make(SE_KEY_EXE, Self.nodePath), InitRecord.make(SE_KEY_CWD, request.workingDirectory),
+            InitRecord.make(SE_KEY_ARG, "node"),
+        ]
         if let code = request.code {
             let memfd = se_memfd("guest-code")
             guard memfd >= 0 else {
@@ -509,22 +512,22 @@ package final class Sandbox: Sendable {
                 throw error
             }
             let entry = "\(Self.workspace)/.secure-exec-entry-\(requestID).js"
-            records.append("entry=\(entry)")
+            records.append(InitRecord.make(SE_KEY_ENTRY, entry))
             // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
-            records += ["arg=--experimental-detect-module"] + request.nodeOptions.map { "arg=\($0)" } + ["arg=\(entry)"]
+            records += (["--experimental-detect-module"] + request.nodeOptions + [entry]).map { InitRecord.make(SE_KEY_ARG, $0) }
         } else if let file = request.entryFile {
-            records += ["arg=--experimental-detect-module"] + request.nodeOptions.map { "arg=\($0)" } + ["arg=\(file)"]
+            records += (["--experimental-detect-module"] + request.nodeOptions + [file]).map { InitRecord.make(SE_KEY_ARG, $0) }
         }
-        records += request.arguments.map { "arg=\($0)" }
-        records.append("rlimit=\(RLIMIT_NOFILE.rawValue):\(configuration.openFiles):\(configuration.openFiles)")
-        records.append("rlimit=\(RLIMIT_CORE.rawValue):0:0")
+        records += request.arguments.map { InitRecord.make(SE_KEY_ARG, $0) }
+        records.append(InitRecord.make(SE_KEY_RLIMIT, "\(RLIMIT_NOFILE.rawValue):\(configuration.openFiles):\(configuration.openFiles)"))
+        records.append(InitRecord.make(SE_KEY_RLIMIT, "\(RLIMIT_CORE.rawValue):0:0"))
         if let cpu = configuration.cpuSecondsPerProcess {
             // Soft: SIGXCPU (reported as the CPU limit); hard a second later: SIGKILL.
-            records.append("rlimit=\(RLIMIT_CPU.rawValue):\(cpu):\(cpu + 1)")
+            records.append(InitRecord.make(SE_KEY_RLIMIT, "\(RLIMIT_CPU.rawValue):\(cpu):\(cpu + 1)"))
         }
         var environment = ["PATH": "/usr/bin:/bin", "HOME": Self.workspace, "TMPDIR": "/tmp"]
         environment.merge(request.environment) { _, caller in caller }
-        records += environment.sorted { $0.key < $1.key }.map { "env=\($0.key)=\($0.value)" }
+        records += environment.sorted { $0.key < $1.key }.map { InitRecord.make(SE_KEY_ENV, "\($0.key)=\($0.value)") }
 
         record.attach(
             stdin: stdin.write, stdout: stdout.read, stderr: stderr.read,

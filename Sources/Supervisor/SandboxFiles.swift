@@ -38,7 +38,7 @@ extension Sandbox {
     /// Reads a whole file (at most `maxBytes`).
     package func readFile(_ path: String, maxBytes: Int) async throws(SecureExecError) -> [UInt8] {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(["op=read", "path=\(path)"], step: "read file")
+        let (mine, waiter) = try startWithPair(Self.fileRecords("read", path), step: "read file")
         let bytes = await Self.drain(mine, limit: maxBytes, queue: queue)
         let result = await waiter()
         if result != 0 && result != EPIPE { throw Self.fileError(result, "reading \(path)") }
@@ -51,7 +51,7 @@ extension Sandbox {
     /// Writes a file from chunks, creating parent directories, replacing what was there.
     package func writeFile(_ path: String, chunks: GuestRequestBody) async throws(SecureExecError) {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(["op=write", "path=\(path)"], step: "write file")
+        let (mine, waiter) = try startWithPair(Self.fileRecords("write", path), step: "write file")
         var writeError: SecureExecError?
         do throws(SecureExecError) {
             switch chunks {
@@ -80,7 +80,7 @@ extension Sandbox {
 
     package func listDirectory(_ path: String) async throws(SecureExecError) -> [GuestDirectoryEntry] {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(["op=list", "path=\(path)"], step: "read directory")
+        let (mine, waiter) = try startWithPair(Self.fileRecords("list", path), step: "read directory")
         let bytes = await Self.drain(mine, limit: 64 << 20, queue: queue) ?? []
         let result = await waiter()
         if result != 0 { throw Self.fileError(result, "listing \(path)") }
@@ -111,10 +111,14 @@ extension Sandbox {
 
     private func simple(_ operation: String, _ path: String) async throws(SecureExecError) {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(["op=\(operation)", "path=\(path)"], step: operation)
+        let (mine, waiter) = try startWithPair(Self.fileRecords(operation, path), step: operation)
         SystemCall.close(mine)
         let result = await waiter()
         if result != 0 { throw Self.fileError(result, "\(operation) \(path)") }
+    }
+
+    private static func fileRecords(_ operation: String, _ path: String) -> [String] {
+        [InitRecord.make(SE_KEY_OP, operation), InitRecord.make(SE_KEY_PATH, path)]
     }
 
     /// A socket pair: one end goes to init's child, the other is returned.

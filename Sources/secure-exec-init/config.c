@@ -55,31 +55,31 @@ static int parse_number(const char *text, unsigned long long *out) {
 static int visit_config(void *context, const char *key, const char *value) {
     struct init_config *config = context;
     unsigned long long number;
-    if (strcmp(key, "workspace_bytes") == 0) {
+    if (strcmp(key, SE_KEY_WORKSPACE_BYTES) == 0) {
         return parse_number(value, &config->workspace_bytes);
-    } else if (strcmp(key, "tmp_bytes") == 0) {
+    } else if (strcmp(key, SE_KEY_TMP_BYTES) == 0) {
         return parse_number(value, &config->tmp_bytes);
-    } else if (strcmp(key, "network") == 0) {
+    } else if (strcmp(key, SE_KEY_NETWORK) == 0) {
         if (parse_number(value, &number) != 0) return -1;
         config->network_allowed = number != 0;
-    } else if (strcmp(key, "child_process") == 0) {
+    } else if (strcmp(key, SE_KEY_CHILD_PROCESS) == 0) {
         if (parse_number(value, &number) != 0) return -1;
         config->child_process_allowed = number != 0;
-    } else if (strcmp(key, "guest_uid") == 0) {
+    } else if (strcmp(key, SE_KEY_GUEST_UID) == 0) {
         if (parse_number(value, &number) != 0) return -1;
         config->guest_uid = (unsigned)number;
-    } else if (strcmp(key, "guest_gid") == 0) {
+    } else if (strcmp(key, SE_KEY_GUEST_GID) == 0) {
         if (parse_number(value, &number) != 0) return -1;
         config->guest_gid = (unsigned)number;
-    } else if (strcmp(key, "hostname") == 0) {
+    } else if (strcmp(key, SE_KEY_HOSTNAME) == 0) {
         config->hostname = strdup(value);
-    } else if (strcmp(key, "file_timeout") == 0) {
+    } else if (strcmp(key, SE_KEY_FILE_TIMEOUT) == 0) {
         if (parse_number(value, &number) != 0 || number == 0 || number > 86400 * 366) {
             errno = EPROTO;
             return -1;
         }
         config->file_timeout_seconds = (unsigned)number;
-    } else if (strcmp(key, "sysctl") == 0) {
+    } else if (strcmp(key, SE_KEY_SYSCTL) == 0) {
         /* "user/max_inotify_instances 128": a name below /proc/sys, no "..". */
         char **grown = realloc(config->sysctls, (config->sysctl_count + 1) * sizeof *grown);
         if (!grown || value[0] == '/' || strstr(value, "..") || !strchr(value, ' ')) {
@@ -89,7 +89,7 @@ static int visit_config(void *context, const char *key, const char *value) {
         }
         config->sysctls = grown;
         config->sysctls[config->sysctl_count++] = strdup(value);
-    } else if (strcmp(key, "writable") == 0) {
+    } else if (strcmp(key, SE_KEY_WRITABLE) == 0) {
         char **grown = realloc(config->writable, (config->writable_count + 1) * sizeof *grown);
         if (!grown || value[0] != '/') {
             errno = EPROTO;
@@ -97,7 +97,7 @@ static int visit_config(void *context, const char *key, const char *value) {
         }
         config->writable = grown;
         config->writable[config->writable_count++] = strdup(value);
-    } else if (strcmp(key, "workspace") == 0) {
+    } else if (strcmp(key, SE_KEY_WORKSPACE) == 0) {
         /* "overlay" and "bind" claim the next descriptor: the project's mount. */
         if (strcmp(value, "tmpfs") == 0) {
             config->workspace_mode = WORKSPACE_TMPFS;
@@ -116,7 +116,7 @@ static int visit_config(void *context, const char *key, const char *value) {
             return -1;
         }
         config->workspace_fd = config->received_fds[config->received_used++];
-    } else if (strcmp(key, "mount") == 0) {
+    } else if (strcmp(key, SE_KEY_MOUNT) == 0) {
         /* Each mount record claims the next descriptor after the skeleton's. */
         if (config->received_used >= config->received_count || value[0] != '/') {
             errno = EPROTO;

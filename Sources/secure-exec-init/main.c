@@ -106,12 +106,12 @@ static int append(char ***list, size_t *count, const char *value) {
 
 static int visit_spawn(void *context, const char *key, const char *value) {
     struct spawn_records *records = context;
-    if (strcmp(key, "arg") == 0) return append(&records->argv, &records->argc, value);
-    if (strcmp(key, "env") == 0) return append(&records->envp, &records->envc, value);
-    if (strcmp(key, "cwd") == 0) records->cwd = value;
-    else if (strcmp(key, "entry") == 0) records->entry = value;
-    else if (strcmp(key, "exe") == 0) records->executable = value;
-    else if (strcmp(key, "rlimit") == 0) {
+    if (strcmp(key, SE_KEY_ARG) == 0) return append(&records->argv, &records->argc, value);
+    if (strcmp(key, SE_KEY_ENV) == 0) return append(&records->envp, &records->envc, value);
+    if (strcmp(key, SE_KEY_CWD) == 0) records->cwd = value;
+    else if (strcmp(key, SE_KEY_ENTRY) == 0) records->entry = value;
+    else if (strcmp(key, SE_KEY_EXE) == 0) records->executable = value;
+    else if (strcmp(key, SE_KEY_RLIMIT) == 0) {
         /* "resource:soft:hard", numbers as the kernel knows them */
         struct guest_rlimit limit;
         if (records->rlimit_count == sizeof records->rlimits / sizeof *records->rlimits ||
@@ -162,8 +162,13 @@ static void handle_spawn(const struct init_config *config, const struct se_reque
             if (guest_count < guest_capacity) {
                 entries[guest_count] = records.entry ? strdup(records.entry) : NULL;
                 guests[guest_count++] = pid;
+                send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
+            } else {
+                /* A guest we cannot track would never be reported as exited:
+                 * end it (it is reaped as an orphan) and say why. */
+                kill(pid, SIGKILL);
+                send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, ENOMEM, "track guest");
             }
-            send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
         }
     }
     free(records.argv);
@@ -178,8 +183,8 @@ struct file_records {
 
 static int visit_file(void *context, const char *key, const char *value) {
     struct file_records *records = context;
-    if (strcmp(key, "op") == 0) records->operation = value;
-    else if (strcmp(key, "path") == 0) records->path = value;
+    if (strcmp(key, SE_KEY_OP) == 0) records->operation = value;
+    else if (strcmp(key, SE_KEY_PATH) == 0) records->path = value;
     else {
         errno = EPROTO;
         return -1;

@@ -35,6 +35,34 @@ enum se_request_type {
     SE_REQ_FILE = 5,
 };
 
+/*
+ * Record keys, the one definition both sides use (Swift imports these as
+ * String constants). A record is "<key>=<value>\0".
+ */
+/* SE_REQ_CONFIG */
+#define SE_KEY_WORKSPACE_BYTES "workspace_bytes" /* size of the /workspace tmpfs or overlay layer */
+#define SE_KEY_TMP_BYTES "tmp_bytes"             /* size of the /tmp tmpfs */
+#define SE_KEY_NETWORK "network"                 /* 1: IPv4/IPv6 sockets allowed */
+#define SE_KEY_CHILD_PROCESS "child_process"     /* 1: fork and exec allowed */
+#define SE_KEY_GUEST_UID "guest_uid"
+#define SE_KEY_GUEST_GID "guest_gid"
+#define SE_KEY_HOSTNAME "hostname"
+#define SE_KEY_WRITABLE "writable"         /* each: a root file operations may act in */
+#define SE_KEY_SYSCTL "sysctl"             /* each: "<name below /proc/sys> <value>" */
+#define SE_KEY_FILE_TIMEOUT "file_timeout" /* seconds after which a file helper ends itself */
+#define SE_KEY_WORKSPACE "workspace"       /* tmpfs | overlay | bind (the latter two claim a descriptor) */
+#define SE_KEY_MOUNT "mount"               /* each: a guest path; claims the next descriptor */
+/* SE_REQ_SPAWN */
+#define SE_KEY_EXE "exe"       /* the guest path of the program (node) */
+#define SE_KEY_CWD "cwd"       /* its working directory */
+#define SE_KEY_ARG "arg"       /* each: argv, in order, argv[0] first */
+#define SE_KEY_ENV "env"       /* each: "NAME=value" */
+#define SE_KEY_RLIMIT "rlimit" /* each: "<resource>:<soft>:<hard>" */
+#define SE_KEY_ENTRY "entry"   /* where init writes the code memfd (fd 4), removed at exit */
+/* SE_REQ_FILE */
+#define SE_KEY_OP "op"     /* read | write | list | remove | mkdir */
+#define SE_KEY_PATH "path" /* the guest path */
+
 struct se_request {
     uint32_t type;
     uint32_t id;          /* echoed in the answering event */
