@@ -118,7 +118,10 @@ public final class NodeRuntime: Sendable {
         configuration.terminationGrace = limits.terminationGrace
         configuration.memoryBytes = limits.memoryBytes.map { UInt64($0) }
         configuration.maxProcesses = limits.maxProcesses
-        configuration.cpuSecondsPerProcess = limits.cpuTimePerProcess.map { UInt64($0.components.seconds) }
+        // RLIMIT_CPU counts whole seconds: a fraction rounds up, never down.
+        configuration.cpuSecondsPerProcess = limits.cpuTimePerProcess.map {
+            UInt64($0.components.seconds) + ($0.components.attoseconds > 0 ? 1 : 0)
+        }
         configuration.openFiles = UInt64(limits.openFilesPerProcess)
         configuration.outputBytesPerStream = limits.outputBytesPerStream
         configuration.mounts = hostMounts

@@ -104,7 +104,7 @@ package final class GuestRecord: Sendable {
             return fd
         }
         SystemCall.close(stdin)
-        queue.asyncAfter(deadline: .now() + .seconds(Int(Self.drainGrace.components.seconds))) { [weak self] in
+        queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(Self.drainGrace)) { [weak self] in
             self?.state.withLock { $0.drainExpired = true }
             self?.resolveIfDone()
         }

@@ -88,8 +88,7 @@ package struct NetnsDialer: Sendable {
             // Resume only after Dispatch has let go of the fd (the caller may close it).
             source.setCancelHandler { continuation.resume(returning: outcome.withLock { $0 }) }
             source.resume()
-            let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-            queue.asyncAfter(deadline: .now() + .nanoseconds(Int(nanoseconds))) {
+            queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(timeout)) {
                 if finished.claim() { box.cancel() }
             }
         }

@@ -355,7 +355,7 @@ package final class Sandbox: Sendable {
 
     private func awaitReady() async throws(SecureExecError) {
         let timeout = configuration.setupTimeout
-        queue.asyncAfter(deadline: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) { [weak self] in
+        queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(timeout)) { [weak self] in
             self?.finishSetup(.failure(SecureExecError(.timeout, "the sandbox did not become ready within \(timeout)", step: "setup")))
         }
         let result = await withCheckedContinuation { continuation in
@@ -549,8 +549,7 @@ package final class Sandbox: Sendable {
         }
         _ = try result.get()
         if let timeout = request.timeout {
-            let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-            queue.asyncAfter(deadline: .now() + .milliseconds(milliseconds)) { [weak self, weak record] in
+            queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(timeout)) { [weak self, weak record] in
                 guard let self, let record, record.isRunning else { return }
                 record.markTimedOut()
                 self.signal(record, SIGKILL)

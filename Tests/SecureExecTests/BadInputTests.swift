@@ -74,6 +74,22 @@ struct BadInputTests {
             #expect(portTooLarge?.code == .invalidArgument)
         }
     }
+
+    @Test("a timeout of Int64.max seconds means practically never, not a trap; a CPU limit of 1.5 s is not cut to 1 s")
+    func hugeAndFractionalDurations() async throws {
+        try await withRuntime(limits: Limits(cpuTimePerProcess: .milliseconds(1500))) { runtime in
+            let result = try await runtime.exec(
+                #"console.log(require("fs").readFileSync("/proc/self/limits", "utf8").split("\n").find(l => l.startsWith("Max cpu time")))"#,
+                timeout: .seconds(Int64.max))
+            #expect(result.termination == .exited(0), "stderr: \(result.stderrText)")
+            // Rounded up to whole seconds (RLIMIT_CPU counts seconds): soft 2, hard 3.
+            let fields = result.stdoutText.split(separator: " ", omittingEmptySubsequences: true)
+            #expect(fields.contains("2") && fields.contains("3"), "\(result.stdoutText)")
+            let process = try await runtime.spawn("setInterval(() => {}, 1000)", timeout: .seconds(Int64.max))
+            process.kill(.kill)
+            #expect(await process.wait() == .signaled(.kill))
+        }
+    }
 }
 
 /// Unknown signals are rejected with `.invalidArgument` (README, "The
