@@ -65,16 +65,32 @@ package final class GuestConnectionPool: Sendable {
     package static let maxConnectionsPerPort = 64
     private static let maxIdlePerPort = 16
 
+    /// What a caller of `checkOut` is given: a kept-alive connection, a slot
+    /// to dial a new one in, or nothing (the pool is shut down).
+    private enum Grant {
+        case connection(GuestConnection)
+        case dial
+        case closed
+    }
+
     private struct PortState {
         var idle: [GuestConnection] = []
+        /// Connections counted against the limit: idle, in use, or being dialed.
         var open = 0
-        var waiting: [CheckedContinuation<GuestConnection?, Never>] = []
+        var waiting: [CheckedContinuation<Grant, Never>] = []
+    }
+
+    private struct State {
+        var ports: [Int: PortState] = [:]
+        var closed = false
     }
 
     private let dialer: NetnsDialer
     private let group: any EventLoopGroup
-    private let ports = Mutex<[Int: PortState]>([:])
-    private let closed = Mutex(false)
+    /// One lock for every decision: whether to wait and the enqueueing happen
+    /// under it together, so a connection returned or a shutdown in between
+    /// can never leave a waiter unresumed.
+    private let state = Mutex(State())
 
     package init(dialer: NetnsDialer, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.dialer = dialer
@@ -140,81 +156,89 @@ package final class GuestConnectionPool: Sendable {
         }
     }
 
-    /// Closes every idle connection and refuses new requests.
+    /// Closes every idle connection and refuses new requests; waiters get `.disposed`.
     package func shutdown() {
-        closed.withLock { $0 = true }
-        let (idle, waiting) = ports.withLock { ports in
-            let idle = ports.values.flatMap(\.idle)
-            let waiting = ports.values.flatMap(\.waiting)
-            ports = [:]
+        let (idle, waiting) = state.withLock { state in
+            state.closed = true
+            let idle = state.ports.values.flatMap(\.idle)
+            let waiting = state.ports.values.flatMap(\.waiting)
+            state.ports = [:]
             return (idle, waiting)
         }
         idle.forEach { $0.close() }
-        waiting.forEach { $0.resume(returning: nil) }
+        waiting.forEach { $0.resume(returning: .closed) }
     }
 
     private func checkOut(port: Int, connectTimeout: Duration) async throws -> GuestConnection {
-        while true {
-            if closed.withLock({ $0 }) { throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch") }
-            let ready: GuestConnection?? = ports.withLock { ports in
-                var state = ports[port, default: PortState()]
-                defer { ports[port] = state }
-                while let connection = state.idle.popLast() {
-                    if connection.isAlive { return .some(connection) }
-                    state.open -= 1
+        let grant: Grant = await withCheckedContinuation { continuation in
+            let now: Grant? = state.withLock { state in
+                if state.closed { return .closed }
+                var ports = state.ports[port, default: PortState()]
+                defer { state.ports[port] = ports }
+                while let connection = ports.idle.popLast() {
+                    if connection.isAlive { return .connection(connection) }
+                    ports.open -= 1
                 }
-                if state.open < Self.maxConnectionsPerPort {
-                    state.open += 1
-                    return .some(nil)  // the caller dials
+                if ports.open < Self.maxConnectionsPerPort {
+                    ports.open += 1
+                    return .dial
                 }
-                return nil  // wait for one to come back
+                ports.waiting.append(continuation)  // resumed by checkIn, release or shutdown
+                return nil
             }
-            switch ready {
-            case .some(.some(let connection)):
-                return connection
-            case .some(.none):
-                do {
-                    let fd = try await dialer.connectLoopback(port: port, timeout: connectTimeout)
-                    return try await GuestConnection.adopt(fd: fd, group: group)
-                } catch {
-                    release(port: port)
-                    throw error
-                }
-            case .none:
-                let handed: GuestConnection? = await withCheckedContinuation { continuation in
-                    ports.withLock { $0[port, default: PortState()].waiting.append(continuation) }
-                }
-                if let handed { return handed }
-            // nil: a slot freed up (or shutdown); loop and look again.
+            if let now { continuation.resume(returning: now) }
+        }
+        switch grant {
+        case .connection(let connection):
+            return connection
+        case .closed:
+            throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch")
+        case .dial:
+            if state.withLock({ $0.closed }) {
+                throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch")
+            }
+            do {
+                let fd = try await dialer.connectLoopback(port: port, timeout: connectTimeout)
+                return try await GuestConnection.adopt(fd: fd, group: group)
+            } catch {
+                release(port: port)
+                throw error
             }
         }
     }
 
     private func checkIn(_ connection: GuestConnection, port: Int, reusable: Bool) {
-        let closedNow = closed.withLock { $0 }
-        let (waiter, surplus): (CheckedContinuation<GuestConnection?, Never>?, Bool) = ports.withLock { ports in
-            var state = ports[port, default: PortState()]
-            defer { ports[port] = state }
-            if reusable && !closedNow {
-                if !state.waiting.isEmpty { return (state.waiting.removeFirst(), false) }
-                if state.idle.count < Self.maxIdlePerPort {
-                    state.idle.append(connection)
-                    return (nil, false)
+        let (waiter, grant, close): (CheckedContinuation<Grant, Never>?, Grant, Bool) = state.withLock { state in
+            if state.closed { return (nil, .closed, true) }  // shutdown already let every waiter go
+            var ports = state.ports[port, default: PortState()]
+            defer { state.ports[port] = ports }
+            if reusable {
+                if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .connection(connection), false) }
+                if ports.idle.count < Self.maxIdlePerPort {
+                    ports.idle.append(connection)
+                    return (nil, .dial, false)
                 }
             }
-            state.open -= 1
-            return (state.waiting.isEmpty ? nil : state.waiting.removeFirst(), true)
+            // Closed: its slot goes to the first waiter (to dial), else back to the pool.
+            if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .dial, true) }
+            ports.open -= 1
+            return (nil, .dial, true)
         }
-        if surplus { connection.close() }
-        if let waiter { waiter.resume(returning: surplus ? nil : connection) }
+        if close { connection.close() }
+        waiter?.resume(returning: grant)
     }
 
+    /// A dial that failed gives its slot to the first waiter, else back to the pool.
     private func release(port: Int) {
-        let waiter = ports.withLock { ports -> CheckedContinuation<GuestConnection?, Never>? in
-            ports[port, default: PortState()].open -= 1
-            return ports[port]?.waiting.isEmpty == false ? ports[port]!.waiting.removeFirst() : nil
+        let waiter = state.withLock { state -> CheckedContinuation<Grant, Never>? in
+            if state.closed { return nil }
+            var ports = state.ports[port, default: PortState()]
+            defer { state.ports[port] = ports }
+            if !ports.waiting.isEmpty { return ports.waiting.removeFirst() }
+            ports.open -= 1
+            return nil
         }
-        waiter?.resume(returning: nil)
+        waiter?.resume(returning: .dial)
     }
 
     static func makeHead(method: String, path: String, headers: [(String, String)], body: GuestRequestBody, port: Int)
