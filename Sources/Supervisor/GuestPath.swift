@@ -13,4 +13,19 @@ package enum GuestPath {
     package static func isInside(_ path: String, area: String) -> Bool {
         path == area || path.hasPrefix(area + "/")
     }
+
+    /// `path` (absolute) with `.`, `..` and empty components resolved by text.
+    /// In the guest's root, which SecureExec builds and holds no symlink on
+    /// the way to a runtime file, that is where the kernel would arrive too.
+    package static func lexicallyNormalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == ".." {
+                _ = parts.popLast()
+            } else {
+                parts.append(part)
+            }
+        }
+        return "/" + parts.joined(separator: "/")
+    }
 }

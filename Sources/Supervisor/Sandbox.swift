@@ -301,8 +301,12 @@ package final class Sandbox: Sendable {
         // The host's own runtime files are the administrator's, not a
         // tenant's: their symlinks (/lib -> usr/lib, libfoo.so.1 -> .so.1.2)
         // are resolved here, so the mount itself follows none.
+        // A loader path with ".." ($ORIGIN/../lib) is bound where it leads:
+        // init creates mount points without ever resolving "..".
         var mounts = files.map {
-            HostMount(hostPath: realPath($0.hostPath), guestPath: $0.guestPath, attributes: .runtime)
+            HostMount(
+                hostPath: realPath($0.hostPath), guestPath: GuestPath.lexicallyNormalized($0.guestPath),
+                attributes: .runtime)
         }
         // Device nodes cannot be made in a user namespace; the host's are bound instead.
         for device in ["null", "zero", "full", "random", "urandom", "tty"] {
