@@ -276,45 +276,21 @@ struct CLILifecycleTests {
             HostCensus.removeCgroups(ofSupervisors: [program.pid])  // only if the test failed before gc
         }
         try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
-        #expect(!Self.sandboxCgroups(of: program.pid).isEmpty, "serve made its cgroups")
+        #expect(!HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, "serve made its cgroups")
         kill(program.pid, SIGKILL)
         try await program.waitForExit(includingOutput: false, timeout: .seconds(10))
         var printed: [String] = []
         let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while !Self.sandboxCgroups(of: program.pid).isEmpty, ContinuousClock.now < deadline {
+        while !HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, ContinuousClock.now < deadline {
             // The kernel may still be emptying the cgroups: gc leaves those for its next call.
             let result = try await CLITests().run(["gc"])
             #expect(result.status == 0)
             printed += result.stdout.split(separator: "\n").map(String.init).filter { $0.contains("secure-exec-\(program.pid)-") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let gone = Self.sandboxCgroups(of: program.pid).isEmpty
-        #expect(gone, "left: \(Self.sandboxCgroups(of: program.pid))")
+        let gone = HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty
+        #expect(gone, "left: \(HostCensus.sandboxCgroups(ofSupervisors: [program.pid]))")
         #expect(printed.allSatisfy { $0.hasPrefix("removed cgroup ") && $0.hasSuffix("(supervisor \(program.pid) is gone)") },
                 "\(printed)")
-    }
-
-    /// The cgroup directories (v1 or v2) a supervisor `pid` made.
-    static func sandboxCgroups(of pid: Int32) -> [String] {
-        var found: [String] = []
-        var level = ["/sys/fs/cgroup"]
-        for _ in 0..<5 {
-            var next: [String] = []
-            for directory in level {
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-                    let path = directory + "/" + name
-                    var isDirectory: ObjCBool = false
-                    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
-                    else { continue }
-                    if name.hasPrefix("secure-exec-\(pid)-") {
-                        found.append(path)
-                    } else if !name.hasPrefix("secure-exec-") {
-                        next.append(path)
-                    }
-                }
-            }
-            level = next
-        }
-        return found
     }
 }

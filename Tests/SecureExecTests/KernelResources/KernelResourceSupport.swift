@@ -48,19 +48,7 @@ func withKernelRuntime<Result: Sendable>(
 /// /proc and /sys readings of host processes.
 enum KernelProc {
     /// The whole file with read(2) (procfs files report size 0); nil when it cannot be opened or read.
-    static func readBytes(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return count == 0 ? bytes : nil }
-            bytes += chunk[..<count]
-        }
-    }
+    static func readBytes(_ path: String) -> [UInt8]? { HostCensus.readBytes(path) }
 
     static func readText(_ path: String) -> String? {
         readBytes(path).map { String(decoding: $0, as: UTF8.self) }

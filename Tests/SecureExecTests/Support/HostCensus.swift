@@ -128,8 +128,9 @@ enum HostCensus {
         return true
     }
 
-    /// The whole file read with plain read(2) (procfs files report size 0, so no size-based read).
-    static func readText(_ path: String) -> String? {
+    /// The whole file read with plain read(2) (procfs files report size 0, so no
+    /// size-based read); nil when it cannot be opened or read.
+    static func readBytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -138,9 +139,14 @@ enum HostCensus {
         while true {
             let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            guard count > 0 else { return count == 0 ? bytes : nil }
             bytes += chunk[..<count]
         }
+    }
+
+    /// `readBytes` as text.
+    static func readText(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     static func readLink(_ path: String) -> String? {
@@ -150,15 +156,12 @@ enum HostCensus {
         return String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Removes the empty cgroups (`secure-exec-<pid>-*`) that supervisors
-    /// killed by a test could not remove themselves, so such tests leave
-    /// nothing behind. rmdir only succeeds once no process is left in them;
-    /// it retries for up to 2 s while the kernel finishes tearing down.
-    static func removeCgroups(ofSupervisors pids: Set<Int32>) {
-        guard !pids.isEmpty else { return }
+    /// The cgroup directories (`secure-exec-<pid>-*`, v1 or v2, at any depth
+    /// below /sys/fs/cgroup) that supervisors `pids` made.
+    static func sandboxCgroups(ofSupervisors pids: Set<Int32>) -> [String] {
         var found: [String] = []
         var level = ["/sys/fs/cgroup"]
-        for _ in 0..<4 {
+        for _ in 0..<5 {
             var next: [String] = []
             for directory in level {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
@@ -175,6 +178,16 @@ enum HostCensus {
             }
             level = next
         }
+        return found
+    }
+
+    /// Removes the empty cgroups (`secure-exec-<pid>-*`) that supervisors
+    /// killed by a test could not remove themselves, so such tests leave
+    /// nothing behind. rmdir only succeeds once no process is left in them;
+    /// it retries for up to 2 s while the kernel finishes tearing down.
+    static func removeCgroups(ofSupervisors pids: Set<Int32>) {
+        guard !pids.isEmpty else { return }
+        let found = sandboxCgroups(ofSupervisors: pids)
         for path in found {
             for _ in 0..<400 where rmdir(path) != 0 && errno != ENOENT { usleep(5000) }
         }
