@@ -35,8 +35,11 @@ let package = Package(
             cSettings: strictC,
             linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
         ),
+        // The supervisor (Sources/SecureExec/Supervisor) and the public API over it
+        // (Sources/SecureExec/API), one module so the public types are the ones the
+        // supervisor uses; the API folder is the only place that declares `public`.
         .target(
-            name: "Supervisor",
+            name: "SecureExec",
             dependencies: [
                 "CNamespaces",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -44,15 +47,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
-            ],
-            path: "Sources/Supervisor",
-            swiftSettings: strict
-        ),
-        .target(
-            name: "SecureExec",
-            dependencies: [
-                "Supervisor",
-                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/SecureExec",
             swiftSettings: strict
@@ -87,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureExecTests",
-            dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
+            dependencies: ["SecureExec", "CNamespaces"],
             path: "Tests/SecureExecTests",
             swiftSettings: strict
         ),

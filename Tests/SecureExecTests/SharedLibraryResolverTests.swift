@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Testing
-@testable import Supervisor
+@testable import SecureExec
 
 @Suite("Shared library resolution")
 struct SharedLibraryResolverTests {

@@ -1,9 +1,8 @@
 import Foundation
-import SecureExec
 import Synchronization
 import Testing
 
-@testable import Supervisor
+@testable import SecureExec
 
 #if canImport(Glibc)
 import Glibc

@@ -6,31 +6,26 @@ import Synchronization
 import Glibc
 #endif
 
-/// One event from a sandbox's init.
-enum InitEvent: Sendable {
-    case ready
-    case setupFailed(step: String, errno: Int32)
-    case spawned(request: UInt32, pid: Int32)
-    case spawnFailed(request: UInt32, step: String, errno: Int32)
-    case exited(pid: Int32, status: Int32)
-    case signalFailed(request: UInt32, pid: Int32, errno: Int32)
-    case fileDone(request: UInt32, errno: Int32)
-    /// The socket closed: init is gone.
-    case closed
-}
-
 /// The supervisor's end of the SEQPACKET control socket to one init.
 ///
 /// Requests are sent synchronously from any thread (one record each, fds as
 /// SCM_RIGHTS; the kernel duplicates them, the caller keeps its copies).
-/// Events arrive on a Dispatch read source and go to `onEvent` in order.
+/// Events arrive on a Dispatch read source and go to `onEvent` in order;
+/// `onClosed` runs once, after the last event, when the socket hangs up.
+/// What the records and events mean is `InitProtocol`'s business, and which
+/// request an event answers is `InitConnection`'s.
 final class ControlChannel: Sendable {
     private let fd: Int32
     private let source: Mutex<DispatchSourceBox?>
-    private let sendLock = Mutex(())
+    /// Held while sending; true once the descriptor is closed, so a send can
+    /// never reach a descriptor number the process has since reused.
+    private let sendLock = SendGate()
     private let closed = CloseSignal()
 
-    init(fd: Int32, queue: DispatchQueue, onEvent: @escaping @Sendable (InitEvent) -> Void) {
+    init(
+        fd: Int32, queue: DispatchQueue, onEvent: @escaping @Sendable (InitProtocol.Event) -> Void,
+        onClosed: @escaping @Sendable () -> Void
+    ) {
         self.fd = fd
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         let box = DispatchSourceBox(source: source)
@@ -40,43 +35,44 @@ final class ControlChannel: Sendable {
                 var event = se_event()
                 let got = se_receive_event(fd, &event)
                 if got == 1 {
-                    if let decoded = ControlChannel.decode(event) { onEvent(decoded) }
+                    onEvent(InitProtocol.decode(event))
                     continue
                 }
                 if got == 0 || (errno != EAGAIN && errno != EINTR) {
                     box.cancel()
-                    onEvent(.closed)
+                    onClosed()
                 }
                 return
             }
         }
-        source.setCancelHandler { [closed] in
-            SystemCall.close(fd)
+        source.setCancelHandler { [closed, sendLock] in
+            sendLock.state.withLock { isClosed in
+                isClosed = true
+                SystemCall.close(fd)
+            }
             closed.fire()
         }
-        source.resume()
     }
 
-    /// Sends one request. Throws `.disposed`-free I/O errors as `.ioFailed`.
+    /// Starts reading events (once the receiver is ready for them).
+    func start() {
+        source.withLock { $0?.resume() }
+    }
+
+    /// Sends one request; a failure to send is `.ioFailed`.
     func send(_ type: se_request_type, id: UInt32 = 0, targetPID: Int32 = 0, signal: Int32 = 0,
               records: [String] = [], fds: [Int32] = []) throws(SecureExecError)
     {
-        var payload: [UInt8] = []
-        for record in records {
-            payload += Array(record.utf8)
-            payload.append(0)
-        }
-        guard payload.count + MemoryLayout<se_request>.size <= Int(SE_MAX_REQUEST) else {
-            throw SecureExecError(
-                .invalidArgument,
-                "the request is \(payload.count) bytes; arguments and environment together must stay under \(SE_MAX_REQUEST - 1024) bytes",
-                step: "send request")
-        }
+        let payload = try InitProtocol.payload(records)
         var header = se_request(
             type: type.rawValue, id: id, target_pid: targetPID, signal: signal,
             payload_len: UInt32(payload.count), fd_count: UInt32(fds.count))
-        let result = sendLock.withLock { _ in
-            payload.withUnsafeBytes { bytes in
+        let result = sendLock.state.withLock { isClosed -> Int32 in
+            if isClosed {
+                errno = EPIPE
+                return -1
+            }
+            return payload.withUnsafeBytes { bytes in
                 fds.withUnsafeBufferPointer { descriptors in
                     se_send_request(fd, &header, bytes.baseAddress, descriptors.baseAddress)
                 }
@@ -99,22 +95,11 @@ final class ControlChannel: Sendable {
         box.cancel()
         await closed.wait()
     }
+}
 
-    private static func decode(_ event: se_event) -> InitEvent? {
-        let step = withUnsafeBytes(of: event.step) { bytes in
-            String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
-        }
-        switch event.type {
-        case SE_EV_READY.rawValue: return .ready
-        case SE_EV_SETUP_FAILED.rawValue: return .setupFailed(step: step, errno: event.err)
-        case SE_EV_SPAWNED.rawValue: return .spawned(request: event.id, pid: event.pid)
-        case SE_EV_SPAWN_FAILED.rawValue: return .spawnFailed(request: event.id, step: step, errno: event.err)
-        case SE_EV_EXITED.rawValue: return .exited(pid: event.pid, status: event.status)
-        case SE_EV_SIGNAL_FAILED.rawValue: return .signalFailed(request: event.id, pid: event.pid, errno: event.err)
-        case SE_EV_FILE_DONE.rawValue: return .fileDone(request: event.id, errno: event.err)
-        default: return nil
-        }
-    }
+/// `ControlChannel`'s send lock, shared with its cancel handler.
+final class SendGate: Sendable {
+    let state = Mutex(false)
 }
 
 /// Fires once (from a Dispatch cancel handler); waiters before or after resume.

@@ -97,3 +97,14 @@ package struct NetnsDialer: Sendable {
         }
     }
 }
+
+extension NetnsDialer {
+    /// 127.0.0.1 first, then [::1] when IPv4 is refused (a guest may listen on IPv6 only).
+    package func connectLoopback(port: Int, timeout: Duration) async throws(SecureExecError) -> Int32 {
+        do {
+            return try await connect(host: "127.0.0.1", port: port, timeout: timeout)
+        } catch where error.errno == ECONNREFUSED {
+            return try await connect(host: "::1", port: port, timeout: timeout)
+        }
+    }
+}

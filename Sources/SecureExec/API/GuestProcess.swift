@@ -1,4 +1,3 @@
-import Supervisor
 
 /// How a guest process ended.
 public enum Termination: Sendable, Hashable, CustomStringConvertible {
@@ -12,16 +11,6 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
     case timedOut
     /// It used up `Limits.cpuTimePerProcess`.
     case cpuLimit
-
-    init(_ termination: GuestTermination) {
-        switch termination {
-        case .exited(let code): self = .exited(code)
-        case .signaled(let signal): self = .signaled(.fromKernel(signal))
-        case .outOfMemory: self = .outOfMemory
-        case .timedOut: self = .timedOut
-        case .cpuLimit: self = .cpuLimit
-        }
-    }
 
     public var description: String {
         switch self {
@@ -60,11 +49,11 @@ public final class GuestProcess: Sendable {
     /// Waits until the process has ended and all its output was delivered.
     @discardableResult
     public func wait() async -> Termination {
-        Termination(await record.wait())
+        await record.wait()
     }
 
     /// How it ended, or nil while it runs.
-    public var termination: Termination? { record.termination.map(Termination.init) }
+    public var termination: Termination? { record.termination }
 
     /// The exit code, or nil while it runs or when a signal ended it.
     public var exitCode: Int32? {

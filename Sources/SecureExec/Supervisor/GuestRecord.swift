@@ -6,22 +6,14 @@ import Synchronization
 import Glibc
 #endif
 
-/// How a guest process ended, from its raw wait status.
-package enum GuestTermination: Sendable, Equatable {
-    case exited(code: Int32)
-    case signaled(signal: Int32)
-    /// The kernel's OOM killer ended it: the runtime's memory limit was reached.
-    case outOfMemory
-    /// Its wall-clock timeout passed and the supervisor killed it.
-    case timedOut
-    /// It used up its CPU-time limit (RLIMIT_CPU).
-    case cpuLimit
-
+extension Termination {
+    /// How a process ended, from its raw wait status (before the supervisor
+    /// tells which limit, if any, ended it).
     init(waitStatus status: Int32) {
         if status & 0x7f == 0 {
-            self = .exited(code: (status >> 8) & 0xff)
+            self = .exited((status >> 8) & 0xff)
         } else {
-            self = .signaled(signal: status & 0x7f)
+            self = .signaled(.fromKernel(status & 0x7f))
         }
     }
 }
@@ -39,12 +31,12 @@ package final class GuestRecord: Sendable {
 
     private struct State {
         var pid: Int32 = 0
-        var termination: GuestTermination?
+        var termination: Termination?
         var openStreams = 2
         var drainExpired = false
         var stdin: Int32 = -1
         var stderrTail: [UInt8] = []
-        var waiters: [CheckedContinuation<GuestTermination, Never>] = []
+        var waiters: [CheckedContinuation<Termination, Never>] = []
         var pumps: [StdioPump] = []
         var timedOut = false
         var truncated: Set<Int32> = []
@@ -56,7 +48,7 @@ package final class GuestRecord: Sendable {
     init(queue: DispatchQueue) { self.queue = queue }
 
     package var pid: Int32 { state.withLock { $0.pid } }
-    package var termination: GuestTermination? { state.withLock { $0.termination } }
+    package var termination: Termination? { state.withLock { $0.termination } }
     package var isRunning: Bool { state.withLock { $0.termination == nil } }
 
     /// The last few KiB the guest wrote to stderr (for error reports).
@@ -95,7 +87,7 @@ package final class GuestRecord: Sendable {
     package func truncated(stream: Int32) -> Bool { state.withLock { $0.truncated.contains(stream) } }
 
     /// Records the exit; resolves waiters now or once the pipes drain.
-    func ended(_ termination: GuestTermination) {
+    func ended(_ termination: Termination) {
         let stdin: Int32 = state.withLock { state in
             guard state.termination == nil else { return -1 }
             state.termination = termination
@@ -122,9 +114,9 @@ package final class GuestRecord: Sendable {
         pumps.forEach { $0.cancel() }
     }
 
-    package func wait() async -> GuestTermination {
+    package func wait() async -> Termination {
         await withCheckedContinuation { continuation in
-            let ready: GuestTermination? = state.withLock { state in
+            let ready: Termination? = state.withLock { state in
                 if let termination = state.termination, state.openStreams == 0 || state.drainExpired {
                     return termination
                 }
@@ -191,7 +183,7 @@ package final class GuestRecord: Sendable {
     }
 
     private func resolveIfDone() {
-        let (termination, waiters): (GuestTermination?, [CheckedContinuation<GuestTermination, Never>]) =
+        let (termination, waiters): (Termination?, [CheckedContinuation<Termination, Never>]) =
             state.withLock { state in
                 guard let termination = state.termination, state.openStreams == 0 || state.drainExpired else {
                     return (nil, [])

@@ -1,12 +1,11 @@
 import Foundation
 import Logging
-import Supervisor
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public typealias SecureExecError = Supervisor.SecureExecError
+
 
 /// Which loopback address a guest listener must accept connections on.
 public enum ListenerHost: Sendable, Hashable {
@@ -107,28 +106,9 @@ public final class NodeRuntime: Sendable {
         guard limits.fileOperationTimeout > .zero else {
             throw SecureExecError(.invalidArgument, "fileOperationTimeout must be positive", step: "limits")
         }
-        var configuration = SandboxConfiguration()
-        configuration.inotifyInstances = limits.inotifyInstances
-        configuration.inotifyWatches = limits.inotifyWatches
-        configuration.fileOperationTimeout = limits.fileOperationTimeout
-        configuration.networkAllowed = permissions.network == .allow
-        configuration.childProcessAllowed = permissions.childProcess == .allow
-        configuration.workspaceBytes = UInt64(limits.workspaceBytes)
-        configuration.tmpBytes = UInt64(limits.tmpBytes)
-        configuration.terminationGrace = limits.terminationGrace
-        configuration.memoryBytes = limits.memoryBytes.map { UInt64($0) }
-        configuration.maxProcesses = limits.maxProcesses
-        // RLIMIT_CPU counts whole seconds: a fraction rounds up, never down.
-        configuration.cpuSecondsPerProcess = limits.cpuTimePerProcess.map {
-            UInt64($0.components.seconds) + ($0.components.attoseconds > 0 ? 1 : 0)
-        }
-        configuration.openFiles = UInt64(limits.openFilesPerProcess)
-        configuration.outputBytesPerStream = limits.outputBytesPerStream
-        configuration.mounts = hostMounts
-        configuration.workspace = project
-        configuration.node = node
-        configuration.logger = logger
-        let sandbox = try await Sandbox.create(configuration)
+        let configuration = SandboxConfiguration(
+            permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node, logger: logger)
+        let sandbox = try await SandboxLauncher.launch(configuration)
         let runtime = NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
         do throws(SecureExecError) {
             for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
@@ -222,15 +202,7 @@ public final class NodeRuntime: Sendable {
     /// non-blocking `waitForListener`). Reads the kernel's socket table; never connects.
     public func findListener(port: Int, host: ListenerHost = .any) throws(SecureExecError) -> Bool {
         try Self.validate(port: port)
-        return sandbox.probe.isListening(port: port, address: Self.listenerAddress(host))
-    }
-
-    static func listenerAddress(_ host: ListenerHost) -> ListenerAddress {
-        switch host {
-        case .ipv4Loopback: .ipv4Loopback
-        case .ipv6Loopback: .ipv6Loopback
-        case .any: .any
-        }
+        return sandbox.probe.isListening(port: port, address: host)
     }
 
     /// Returns once a socket listens on `port` in the sandbox.
@@ -245,38 +217,7 @@ public final class NodeRuntime: Sendable {
     ) async throws(SecureExecError) {
         try Self.validate(port: port)
         try Self.validate(timeout: timeout, name: "timeout")
-        let address = Self.listenerAddress(host)
-        let probe = sandbox.probe
-        let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = start.advanced(by: timeout)
-        while true {
-            if probe.isListening(port: port, address: address) { return }
-            if sandbox.isDisposed {
-                throw SecureExecError(.disposed, "the runtime was disposed while waiting for port \(port)")
-            }
-            let watched = process?.record ?? (sandbox.hasRunningGuest ? nil : sandbox.lastGuest)
-            if let watched, let ended = watched.termination {
-                let tail = String(decoding: watched.stderrTail, as: UTF8.self)
-                throw SecureExecError(
-                    .processExited,
-                    "the guest \(Termination(ended)) before listening on port \(port)"
-                        + (tail.isEmpty ? "" : "; its stderr ended with:\n\(tail)"),
-                    step: "wait for listener")
-            }
-            if clock.now >= deadline {
-                throw SecureExecError(
-                    .listenerTimeout, "nothing listened on port \(port) in the sandbox within \(timeout)",
-                    step: "wait for listener")
-            }
-            // Poll fast at first (servers usually listen within a few ms), then back off.
-            let interval: Duration = clock.now - start < .milliseconds(200) ? .milliseconds(1) : .milliseconds(5)
-            do {
-                try await Task.sleep(for: interval)
-            } catch {
-                throw SecureExecError(.cancelled, "waiting for port \(port) was cancelled", step: "wait for listener")
-            }
-        }
+        try await sandbox.waitForListener(port: port, address: host, timeout: timeout, watching: process?.record)
     }
 
     /// Ends every guest (SIGTERM, then SIGKILL after `limits.terminationGrace`)
@@ -297,12 +238,12 @@ public final class NodeRuntime: Sendable {
         return HostMount(hostPath: mount.host, guestPath: mount.guest, attributes: attributes, idmapped: true)
     }
 
-    static func validate(_ workspace: Workspace) throws(SecureExecError) -> WorkspaceSource {
+    static func validate(_ workspace: Workspace) throws(SecureExecError) -> Workspace {
         guard try HostMount.checkSource(workspace.host, role: "workspace", writable: workspace.mode == .readWrite) else {
             throw SecureExecError(
                 .invalidArgument, "workspace \(workspace.host.debugDescription) is not a directory", step: "validate mount")
         }
-        return WorkspaceSource(hostPath: workspace.host, mode: workspace.mode == .overlay ? .overlay : .readWrite)
+        return workspace
     }
 
     static func validate(port: Int) throws(SecureExecError) {

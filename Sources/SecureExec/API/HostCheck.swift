@@ -1,4 +1,3 @@
-import Supervisor
 
 /// Whether this host can run SecureExec sandboxes, and why not.
 public struct HostReport: Sendable {

@@ -1,15 +1,5 @@
 import Foundation
 
-/// Which local address a listener must be bound to for `waitForListener`.
-package enum ListenerAddress: Sendable, Equatable {
-    /// 127.0.0.1 (or 0.0.0.0, which includes it).
-    case ipv4Loopback
-    /// ::1 (or ::, which includes it).
-    case ipv6Loopback
-    /// Any listener on the port, IPv4 or IPv6.
-    case any
-}
-
 /// Finds listening TCP sockets in a sandbox by asking the kernel, never by
 /// connecting, so the guest's server sees no probe connection.
 ///
@@ -20,7 +10,7 @@ package struct ListenerProbe: Sendable {
 
     /// True if a socket in LISTEN state is bound to `port` on an address that
     /// accepts connections to `address`.
-    package func isListening(port: Int, address: ListenerAddress) -> Bool {
+    package func isListening(port: Int, address: ListenerHost) -> Bool {
         if address != .ipv6Loopback, scan(table: "tcp", port: port, accepts: Self.acceptsIPv4Loopback) {
             return true
         }
@@ -50,7 +40,7 @@ package struct ListenerProbe: Sendable {
         hex == "00000000" || hex.hasSuffix("7F")
     }
 
-    private static func acceptsIPv6(address hex: Substring, wanted: ListenerAddress) -> Bool {
+    private static func acceptsIPv6(address hex: Substring, wanted: ListenerHost) -> Bool {
         let unspecified = "00000000000000000000000000000000"
         let loopback = "00000000000000000000000001000000"
         switch wanted {

@@ -6,20 +6,11 @@ import Synchronization
 import Glibc
 #endif
 
-/// A directory entry as the guest sees it.
-package struct GuestDirectoryEntry: Sendable, Hashable {
-    package enum Kind: Sendable, Hashable { case file, directory, symlink, other }
-    package var name: String
-    package var kind: Kind
-}
-
 /// File operations on the sandbox's writable areas, performed inside the
 /// sandbox by a child of init that has become the guest (see fileops.c).
 extension Sandbox {
     /// The areas file operations may touch: the workspace, /tmp and read-write mounts.
-    package var writableAreas: [String] {
-        ["/workspace", "/tmp"] + configuration.mounts.filter { !$0.attributes.contains(.readOnly) }.map(\.guestPath)
-    }
+    package var writableAreas: [String] { configuration.writableAreas }
 
     /// Checks that `path` is absolute, normalized and inside a writable area.
     package func validateGuestPath(_ path: String) throws(SecureExecError) {
@@ -38,7 +29,7 @@ extension Sandbox {
     /// Reads a whole file (at most `maxBytes`).
     package func readFile(_ path: String, maxBytes: Int) async throws(SecureExecError) -> [UInt8] {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(Self.fileRecords("read", path), step: "read file")
+        let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("read", path), step: "read file")
         let bytes = await Self.drain(mine, limit: maxBytes, queue: queue)
         let result = await waiter()
         if result != 0 && result != EPIPE { throw Self.fileError(result, "reading \(path)") }
@@ -51,7 +42,7 @@ extension Sandbox {
     /// Writes a file from chunks, creating parent directories, replacing what was there.
     package func writeFile(_ path: String, chunks: GuestRequestBody) async throws(SecureExecError) {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(Self.fileRecords("write", path), step: "write file")
+        let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("write", path), step: "write file")
         var writeError: SecureExecError?
         do throws(SecureExecError) {
             switch chunks {
@@ -78,24 +69,24 @@ extension Sandbox {
         if let writeError { throw writeError }
     }
 
-    package func listDirectory(_ path: String) async throws(SecureExecError) -> [GuestDirectoryEntry] {
+    package func listDirectory(_ path: String) async throws(SecureExecError) -> [DirectoryEntry] {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(Self.fileRecords("list", path), step: "read directory")
+        let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("list", path), step: "read directory")
         let bytes = await Self.drain(mine, limit: 64 << 20, queue: queue) ?? []
         let result = await waiter()
         if result != 0 { throw Self.fileError(result, "listing \(path)") }
-        var entries: [GuestDirectoryEntry] = []
+        var entries: [DirectoryEntry] = []
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false)
         var index = 0
         while index + 1 < fields.count {
-            let kind: GuestDirectoryEntry.Kind =
+            let kind: DirectoryEntry.Kind =
                 switch fields[index].first {
                 case UInt8(ascii: "d"): .directory
                 case UInt8(ascii: "f"): .file
                 case UInt8(ascii: "l"): .symlink
                 default: .other
                 }
-            entries.append(GuestDirectoryEntry(name: String(decoding: fields[index + 1], as: UTF8.self), kind: kind))
+            entries.append(DirectoryEntry(name: String(decoding: fields[index + 1], as: UTF8.self), kind: kind))
             index += 2
         }
         return entries.sorted { $0.name < $1.name }
@@ -111,14 +102,10 @@ extension Sandbox {
 
     private func simple(_ operation: String, _ path: String) async throws(SecureExecError) {
         try validateGuestPath(path)
-        let (mine, waiter) = try startWithPair(Self.fileRecords(operation, path), step: operation)
+        let (mine, waiter) = try startWithPair(InitProtocol.fileRecords(operation, path), step: operation)
         SystemCall.close(mine)
         let result = await waiter()
         if result != 0 { throw Self.fileError(result, "\(operation) \(path)") }
-    }
-
-    private static func fileRecords(_ operation: String, _ path: String) -> [String] {
-        [InitRecord.make(SE_KEY_OP, operation), InitRecord.make(SE_KEY_PATH, path)]
     }
 
     /// A socket pair: one end goes to init's child, the other is returned.
@@ -214,24 +201,4 @@ private final class ByteCollector: Sendable {
         }
     }
     var result: [UInt8]? { state.withLock { $0 } }
-}
-
-/// Waits until a descriptor is writable (or 50 ms pass, so callers re-check their state).
-enum FDReadiness {
-    static func writable(_ fd: Int32, queue: DispatchQueue) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            let box = DispatchSourceBox(source: source)
-            let once = Once()
-            let finish: @Sendable () -> Void = {
-                if once.claim() { box.cancel() }
-            }
-            source.setEventHandler(handler: finish)
-            // The caller may close the fd right after; Dispatch is done with it
-            // only once the cancel handler has run.
-            source.setCancelHandler { continuation.resume() }
-            source.resume()
-            queue.asyncAfter(deadline: .now() + .milliseconds(50), execute: finish)
-        }
-    }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Supervisor
 import Synchronization
 
 /// What a process run to completion produced; see `NodeRuntime.exec`.

@@ -7,5 +7,6 @@ import Dispatch
 struct DispatchSourceBox: @unchecked Sendable {
     let source: any DispatchSourceProtocol
 
+    func resume() { source.resume() }
     func cancel() { source.cancel() }
 }

@@ -21,9 +21,9 @@ package struct RuntimeAssets: Sendable {
         let environment = ProcessInfo.processInfo.environment
         let executableDirectory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             .map { ($0 as NSString).deletingLastPathComponent } ?? ""
-        // Sources/Supervisor/RuntimeAssets.swift -> the package root.
-        let checkout = ((#filePath as NSString).deletingLastPathComponent as NSString)
-            .deletingLastPathComponent.replacingOccurrences(of: "/Sources", with: "")
+        // <package root>/Sources/SecureExec/Supervisor/RuntimeAssets.swift -> the package root.
+        let sourcePath = #filePath
+        let checkout = sourcePath.range(of: "/Sources/", options: .backwards).map { String(sourcePath[..<$0.lowerBound]) } ?? ""
 
         let initCandidates = [
             environment["SECURE_EXEC_INIT"],

@@ -1,4 +1,3 @@
-import Supervisor
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,3 @@
-import Supervisor
 
 /// One entry of `NodeRuntime.readDirectory`.
 public struct DirectoryEntry: Sendable, Hashable {
@@ -47,16 +46,7 @@ extension NodeRuntime {
 
     /// The entries of the directory at `path`, sorted by name (without `.` and `..`).
     public func readDirectory(_ path: String) async throws(SecureExecError) -> [DirectoryEntry] {
-        try await sandbox.listDirectory(path).map { entry in
-            let kind: DirectoryEntry.Kind =
-                switch entry.kind {
-                case .file: .file
-                case .directory: .directory
-                case .symlink: .symlink
-                case .other: .other
-                }
-            return DirectoryEntry(name: entry.name, kind: kind)
-        }
+        try await sandbox.listDirectory(path)
     }
 
     /// Removes a file, symlink or directory (with everything in it).

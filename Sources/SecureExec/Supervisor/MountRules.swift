@@ -51,28 +51,11 @@ package enum MountRules {
     }
 }
 
-/// A host directory shown as the guest's `/workspace`.
-package struct WorkspaceSource: Sendable, Hashable {
-    package enum Mode: Sendable, Hashable {
-        /// The project under a private writable layer (bounded by the
-        /// workspace size); the host copy never changes.
-        case overlay
-        /// The project itself, idmapped, read-write.
-        case readWrite
-    }
-
-    package var hostPath: String
-    package var mode: Mode
-
-    package init(hostPath: String, mode: Mode) {
-        self.hostPath = hostPath
-        self.mode = mode
-    }
-
+extension Workspace {
     /// The detached mount init builds /workspace from.
     var mount: HostMount {
         HostMount(
-            hostPath: hostPath, guestPath: "/workspace",
+            hostPath: host, guestPath: Sandbox.workspace,
             attributes: mode == .overlay ? [.readOnly, .noSetuid, .noDevices] : [.noSetuid, .noDevices], idmapped: true)
     }
 }

@@ -1,0 +1,220 @@
+import AsyncAlgorithms
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keep-alive HTTP/1.1 connections to one sandbox's guest ports.
+///
+/// Each connection is a socket dialed inside the sandbox's network namespace,
+/// adopted by NIO. After a response that allows keep-alive, the connection
+/// waits idle for the next request to the same port, so a burst of fetches
+/// pays one dial per concurrent request, not per request. At most
+/// `maxConnectionsPerPort` are open per port; further requests queue.
+package final class GuestConnectionPool: Sendable {
+    package static let maxConnectionsPerPort = 64
+    private static let maxIdlePerPort = 16
+
+    /// What a caller of `checkOut` is given: a kept-alive connection, a slot
+    /// to dial a new one in, or nothing (the pool is shut down).
+    private enum Grant {
+        case connection(GuestConnection)
+        case dial
+        case closed
+    }
+
+    private struct PortState {
+        var idle: [GuestConnection] = []
+        /// Connections counted against the limit: idle, in use, or being dialed.
+        var open = 0
+        var waiting: [CheckedContinuation<Grant, Never>] = []
+    }
+
+    private struct State {
+        var ports: [Int: PortState] = [:]
+        var closed = false
+    }
+
+    private let dialer: NetnsDialer
+    private let group: any EventLoopGroup
+    /// One lock for every decision: whether to wait and the enqueueing happen
+    /// under it together, so a connection returned or a shutdown in between
+    /// can never leave a waiter unresumed.
+    private let state = Mutex(State())
+
+    package init(dialer: NetnsDialer, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.dialer = dialer
+        self.group = group
+    }
+
+    /// Sends one request and hands the response, as it arrives, to `handle`.
+    ///
+    /// The connection is returned to the pool once the response ended and
+    /// `handle` returned; if `handle` returns early (the body not fully
+    /// read), throws, or the deadline passes, the connection is closed.
+    package func exchange<Result: Sendable>(
+        port: Int, method: String, path: String, headers: [(String, String)], body: GuestRequestBody,
+        connectTimeout: Duration, timeout: Duration?,
+        _ handle: (GuestResponse) async throws -> Result
+    ) async throws -> Result {
+        let head = try Self.makeHead(method: method, path: path, headers: headers, body: body, port: port)
+        let deadline = timeout.map(\.deadlineFromNow)
+        var attempt = 0
+        while true {
+            attempt += 1
+            let connection = try await checkOut(port: port, connectTimeout: connectTimeout)
+            let job = GuestExchange(head: head, body: body, reused: connection.hasServed)
+            let watchdog = deadline.map { deadline in
+                Task {
+                    try? await Task.sleep(until: deadline)
+                    if !Task.isCancelled {
+                        job.abort(SecureExecError(.timeout, "the guest did not answer within \(timeout!)", step: "fetch"))
+                        connection.close()
+                    }
+                }
+            }
+            defer { watchdog?.cancel() }
+            connection.submit(job) { [weak self] reusable in self?.checkIn(connection, port: port, reusable: reusable) }
+            do {
+                let response = try await withTaskCancellationHandler {
+                    try await job.response()
+                } onCancel: {
+                    job.abort(SecureExecError(.cancelled, "the fetch was cancelled", step: "fetch"))
+                    connection.close()
+                }
+                let result: Result
+                do {
+                    result = try await withTaskCancellationHandler {
+                        try await handle(response)
+                    } onCancel: {
+                        job.abort(SecureExecError(.cancelled, "the fetch was cancelled", step: "fetch"))
+                        connection.close()
+                    }
+                } catch {
+                    job.abandon(connection)
+                    throw error
+                }
+                if !job.isComplete { job.abandon(connection) }
+                return result
+            } catch let error as SecureExecError where error.step == GuestExchange.staleStep {
+                // A kept-alive connection the guest had already closed: try a new one once.
+                guard attempt == 1, body.isReplayable else {
+                    throw SecureExecError(.protocolError, "the guest closed the connection before answering", step: "fetch")
+                }
+                continue
+            }
+        }
+    }
+
+    /// Closes every idle connection and refuses new requests; waiters get `.disposed`.
+    package func shutdown() {
+        let (idle, waiting) = state.withLock { state in
+            state.closed = true
+            let idle = state.ports.values.flatMap(\.idle)
+            let waiting = state.ports.values.flatMap(\.waiting)
+            state.ports = [:]
+            return (idle, waiting)
+        }
+        idle.forEach { $0.close() }
+        waiting.forEach { $0.resume(returning: .closed) }
+    }
+
+    private func checkOut(port: Int, connectTimeout: Duration) async throws -> GuestConnection {
+        let grant: Grant = await withCheckedContinuation { continuation in
+            let now: Grant? = state.withLock { state in
+                if state.closed { return .closed }
+                var ports = state.ports[port, default: PortState()]
+                defer { state.ports[port] = ports }
+                while let connection = ports.idle.popLast() {
+                    if connection.isAlive { return .connection(connection) }
+                    ports.open -= 1
+                }
+                if ports.open < Self.maxConnectionsPerPort {
+                    ports.open += 1
+                    return .dial
+                }
+                ports.waiting.append(continuation)  // resumed by checkIn, release or shutdown
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+        switch grant {
+        case .connection(let connection):
+            return connection
+        case .closed:
+            throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch")
+        case .dial:
+            if state.withLock({ $0.closed }) {
+                throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch")
+            }
+            do {
+                let fd = try await dialer.connectLoopback(port: port, timeout: connectTimeout)
+                return try await GuestConnection.adopt(fd: fd, group: group)
+            } catch {
+                release(port: port)
+                throw error
+            }
+        }
+    }
+
+    private func checkIn(_ connection: GuestConnection, port: Int, reusable: Bool) {
+        let (waiter, grant, close): (CheckedContinuation<Grant, Never>?, Grant, Bool) = state.withLock { state in
+            if state.closed { return (nil, .closed, true) }  // shutdown already let every waiter go
+            var ports = state.ports[port, default: PortState()]
+            defer { state.ports[port] = ports }
+            if reusable {
+                if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .connection(connection), false) }
+                if ports.idle.count < Self.maxIdlePerPort {
+                    ports.idle.append(connection)
+                    return (nil, .dial, false)
+                }
+            }
+            // Closed: its slot goes to the first waiter (to dial), else back to the pool.
+            if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .dial, true) }
+            ports.open -= 1
+            return (nil, .dial, true)
+        }
+        if close { connection.close() }
+        waiter?.resume(returning: grant)
+    }
+
+    /// A dial that failed gives its slot to the first waiter, else back to the pool.
+    private func release(port: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Grant, Never>? in
+            if state.closed { return nil }
+            var ports = state.ports[port, default: PortState()]
+            defer { state.ports[port] = ports }
+            if !ports.waiting.isEmpty { return ports.waiting.removeFirst() }
+            ports.open -= 1
+            return nil
+        }
+        waiter?.resume(returning: .dial)
+    }
+
+    static func makeHead(method: String, path: String, headers: [(String, String)], body: GuestRequestBody, port: Int)
+        throws(SecureExecError) -> HTTPRequestHead
+    {
+        try HTTPRequestSpec(method: method, path: path, headers: headers).validate()
+        // Framing is ours: the caller's content-length, transfer-encoding and connection are replaced.
+        let owned: Set<String> = ["content-length", "transfer-encoding", "connection"]
+        var fields = HTTPHeaders(headers.filter { !owned.contains($0.0.lowercased()) })
+        // Dev servers often check Host against "localhost" (vite, webpack); it names the guest's loopback.
+        if !fields.contains(name: "host") { fields.add(name: "host", value: "localhost:\(port)") }
+        let httpMethod = HTTPMethod(rawValue: method)
+        switch body {
+        case .none:
+            if httpMethod == .POST || httpMethod == .PUT || httpMethod == .PATCH {
+                fields.add(name: "content-length", value: "0")
+            }
+        case .bytes(let bytes):
+            fields.add(name: "content-length", value: String(bytes.count))
+        case .stream:
+            fields.add(name: "transfer-encoding", value: "chunked")
+        }
+        return HTTPRequestHead(version: .http1_1, method: httpMethod, uri: path, headers: fields)
+    }
+}

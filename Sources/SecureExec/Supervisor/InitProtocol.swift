@@ -1,0 +1,212 @@
+import CNamespaces
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The supervisor's side of the init protocol, as pure functions: what goes
+/// into each request and what each event means. Nothing here touches a
+/// descriptor, so all of it is unit-tested without root.
+///
+/// Every key, request and event kind comes from `se_protocol.h`, which
+/// init's C parser uses too (ARCHITECTURE.md, "The init protocol").
+enum InitProtocol {
+    /// One `key=value` record.
+    static func record(_ key: String, _ value: some CustomStringConvertible) -> String {
+        "\(key)=\(value)"
+    }
+
+    /// Records as one payload: each NUL-terminated, in order. A record with
+    /// a NUL of its own would split in two on init's side, so it is refused.
+    static func payload(_ records: [String]) throws(SecureExecError) -> [UInt8] {
+        var payload: [UInt8] = []
+        for record in records {
+            guard !record.utf8.contains(0) else {
+                throw SecureExecError(.invalidArgument, "a request record contains NUL: \(record.debugDescription)", step: "send request")
+            }
+            payload += record.utf8
+            payload.append(0)
+        }
+        guard payload.count + MemoryLayout<se_request>.size <= Int(SE_MAX_REQUEST) else {
+            throw SecureExecError(
+                .invalidArgument,
+                "the request is \(payload.count) bytes; arguments and environment together must stay under \(SE_MAX_REQUEST - 1024) bytes",
+                step: "send request")
+        }
+        return payload
+    }
+
+    // MARK: - SE_REQ_CONFIG
+
+    /// The first request: how init builds the sandbox. Mount records come
+    /// last, one per detached mount descriptor, in the descriptors' order.
+    static func configRecords(
+        _ configuration: SandboxConfiguration, writableAreas: [String], mounts: [String], tcpMemory: TCPMemory?
+    ) -> [String] {
+        let limits = configuration.limits
+        var records = [
+            record(SE_KEY_WORKSPACE_BYTES, limits.workspaceBytes),
+            record(SE_KEY_TMP_BYTES, limits.tmpBytes),
+            record(SE_KEY_NETWORK, configuration.permissions.network == .allow ? 1 : 0),
+            record(SE_KEY_CHILD_PROCESS, configuration.permissions.childProcess == .allow ? 1 : 0),
+            record(SE_KEY_GUEST_UID, Sandbox.guestUID),
+            record(SE_KEY_GUEST_GID, Sandbox.guestUID),
+            record(SE_KEY_HOSTNAME, configuration.hostname),
+        ]
+        records += writableAreas.map { record(SE_KEY_WRITABLE, $0) }
+        records += sysctls(limits, tcpMemory: tcpMemory).map { record(SE_KEY_SYSCTL, $0) }
+        // A file helper still running when the supervisor gave up ends itself.
+        records.append(record(SE_KEY_FILE_TIMEOUT, wholeSeconds(limits.fileOperationTimeout, within: 1...(86400 * 366))))
+        return records + mounts
+    }
+
+    /// The record announcing the workspace's descriptor.
+    static func workspaceRecord(_ mode: Workspace.Mode) -> String {
+        record(SE_KEY_WORKSPACE, mode == .overlay ? "overlay" : "bind")
+    }
+
+    /// The record announcing one mount's descriptor.
+    static func mountRecord(_ guestPath: String) -> String {
+        record(SE_KEY_MOUNT, guestPath)
+    }
+
+    /// The host's TCP buffer sizes (`/proc/sys/net/ipv4/tcp_{r,w}mem`: min,
+    /// default, max), which a sandbox's own may lower but not exceed.
+    struct TCPMemory: Sendable, Equatable {
+        var read: [UInt64]
+        var write: [UInt64]
+
+        static func host() -> TCPMemory? {
+            func values(_ name: String) -> [UInt64]? {
+                guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/\(name)", encoding: .utf8) else { return nil }
+                let values = text.split(whereSeparator: \.isWhitespace).compactMap { UInt64($0) }
+                return values.count == 3 ? values : nil
+            }
+            guard let read = values("tcp_rmem"), let write = values("tcp_wmem") else { return nil }
+            return TCPMemory(read: read, write: write)
+        }
+    }
+
+    /// Per-namespace kernel settings init makes in the sandbox before any guest runs.
+    static func sysctls(_ limits: Limits, tcpMemory: TCPMemory?) -> [String] {
+        var settings = [
+            "user/max_inotify_instances \(limits.inotifyInstances)",
+            "user/max_inotify_watches \(limits.inotifyWatches)",
+        ]
+        // Guests never make namespaces (seccomp refuses); make the count say so too.
+        for kind in ["user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time"] {
+            settings.append("user/max_\(kind)_namespaces 0")
+        }
+        // Socket buffers of one connection stay a small share of the memory limit.
+        if let memory = limits.memoryBytes, let tcpMemory {
+            let ceiling = max(UInt64(256 << 10), UInt64(memory) / 64)
+            for (name, values) in [("tcp_rmem", tcpMemory.read), ("tcp_wmem", tcpMemory.write)] {
+                let top = min(values[2], ceiling)
+                settings.append("net/ipv4/\(name) \(min(values[0], top)) \(min(values[1], top)) \(top)")
+            }
+        }
+        return settings
+    }
+
+    // MARK: - SE_REQ_SPAWN
+
+    /// A spawn request's records. `entry` is where init writes the code
+    /// descriptor, when the request carries one.
+    static func spawnRecords(_ request: SpawnRequest, entry: String?, limits: Limits) -> [String] {
+        var records = [
+            record(SE_KEY_EXE, Sandbox.nodePath), record(SE_KEY_CWD, request.workingDirectory), record(SE_KEY_ARG, "node"),
+        ]
+        // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
+        if let entry {
+            records.append(record(SE_KEY_ENTRY, entry))
+            records += (["--experimental-detect-module"] + request.nodeOptions + [entry]).map { record(SE_KEY_ARG, $0) }
+        } else if let file = request.entryFile {
+            records += (["--experimental-detect-module"] + request.nodeOptions + [file]).map { record(SE_KEY_ARG, $0) }
+        }
+        records += request.arguments.map { record(SE_KEY_ARG, $0) }
+        let openFiles = limits.openFilesPerProcess
+        records.append(record(SE_KEY_RLIMIT, "\(RLIMIT_NOFILE.rawValue):\(openFiles):\(openFiles)"))
+        records.append(record(SE_KEY_RLIMIT, "\(RLIMIT_CORE.rawValue):0:0"))
+        if let cpu = limits.cpuTimePerProcess {
+            // RLIMIT_CPU counts whole seconds: a fraction rounds up, never down.
+            // Soft: SIGXCPU (reported as the CPU limit); hard a second later: SIGKILL.
+            let seconds = wholeSeconds(cpu, within: 1...UInt64(Int64.max - 1))
+            records.append(record(SE_KEY_RLIMIT, "\(RLIMIT_CPU.rawValue):\(seconds):\(seconds + 1)"))
+        }
+        var environment = ["PATH": "/usr/bin:/bin", "HOME": Sandbox.workspace, "TMPDIR": "/tmp"]
+        environment.merge(request.environment) { _, caller in caller }
+        records += environment.sorted { $0.key < $1.key }.map { record(SE_KEY_ENV, "\($0.key)=\($0.value)") }
+        return records
+    }
+
+    /// Where init writes the code of spawn request `id`: in the workspace,
+    /// so the code's relative imports resolve from there.
+    static func entryPath(request id: UInt32) -> String {
+        "\(Sandbox.workspace)/.secure-exec-entry-\(id).js"
+    }
+
+    /// `duration` in whole seconds, rounded up and kept within `range`.
+    static func wholeSeconds(_ duration: Duration, within range: ClosedRange<UInt64>) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0 else { return range.lowerBound }
+        let rounded = UInt64(seconds).addingReportingOverflow(attoseconds > 0 ? 1 : 0)
+        return rounded.overflow ? range.upperBound : min(max(rounded.partialValue, range.lowerBound), range.upperBound)
+    }
+
+    // MARK: - SE_REQ_FILE
+
+    /// A file request's records: the operation (read, write, list, remove,
+    /// mkdir) and the guest path it acts on.
+    static func fileRecords(_ operation: String, _ path: String) -> [String] {
+        [record(SE_KEY_OP, operation), record(SE_KEY_PATH, path)]
+    }
+
+    // MARK: - Events
+
+    /// One event from init, decoded.
+    enum Event: Sendable, Equatable {
+        case ready
+        case setupFailed(step: String, errno: Int32)
+        case spawned(request: UInt32, pid: Int32)
+        case spawnFailed(request: UInt32, step: String, errno: Int32)
+        case exited(pid: Int32, status: Int32)
+        case signalFailed(request: UInt32, pid: Int32, errno: Int32)
+        case fileDone(request: UInt32, errno: Int32)
+        /// Init could not act on a request at all (malformed, unknown);
+        /// `request` is 0 when not even its header could be read.
+        case requestFailed(request: UInt32, step: String, errno: Int32)
+        /// An event of a kind this supervisor does not know.
+        case unknown(type: UInt32)
+    }
+
+    static func decode(_ event: se_event) -> Event {
+        let step = withUnsafeBytes(of: event.step) { bytes in
+            String(decoding: bytes.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+        switch event.type {
+        case SE_EV_READY.rawValue: return .ready
+        case SE_EV_SETUP_FAILED.rawValue: return .setupFailed(step: step, errno: event.err)
+        case SE_EV_SPAWNED.rawValue: return .spawned(request: event.id, pid: event.pid)
+        case SE_EV_SPAWN_FAILED.rawValue: return .spawnFailed(request: event.id, step: step, errno: event.err)
+        case SE_EV_EXITED.rawValue: return .exited(pid: event.pid, status: event.status)
+        case SE_EV_SIGNAL_FAILED.rawValue: return .signalFailed(request: event.id, pid: event.pid, errno: event.err)
+        case SE_EV_FILE_DONE.rawValue: return .fileDone(request: event.id, errno: event.err)
+        default: return .unknown(type: event.type)
+        }
+    }
+
+    /// The name of the step at which the sandbox's first process failed
+    /// between clone and exec (`SE_CHILD_STEP_*`).
+    static func childStepName(_ step: Int32) -> String {
+        switch UInt32(step) {
+        case SE_CHILD_STEP_WAIT.rawValue: return "wait for id maps"
+        case SE_CHILD_STEP_SETGID.rawValue: return "setresgid"
+        case SE_CHILD_STEP_SETUID.rawValue: return "setresuid"
+        case SE_CHILD_STEP_SETGROUPS.rawValue: return "setgroups"
+        case SE_CHILD_STEP_DUP.rawValue: return "dup2"
+        case SE_CHILD_STEP_CLOSE_RANGE.rawValue: return "close_range"
+        default: return "execveat init"
+        }
+    }
+}
