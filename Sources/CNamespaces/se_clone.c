@@ -269,6 +269,18 @@ int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out)
     return -1;
 }
 
+const char *se_child_step_name(int step) {
+    switch (step) {
+    case SE_CHILD_STEP_WAIT: return "wait for id maps";
+    case SE_CHILD_STEP_SETGID: return "setresgid";
+    case SE_CHILD_STEP_SETUID: return "setresuid";
+    case SE_CHILD_STEP_SETGROUPS: return "setgroups";
+    case SE_CHILD_STEP_DUP: return "dup2";
+    case SE_CHILD_STEP_CLOSE_RANGE: return "close_range";
+    default: return "execveat init"; /* SE_CHILD_STEP_EXEC, and a report we cannot read */
+    }
+}
+
 int se_sealed_copy(const char *path) {
     int source = open(path, O_RDONLY | O_CLOEXEC);
     if (source < 0) return -1;
