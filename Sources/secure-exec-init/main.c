@@ -39,8 +39,7 @@ static void send_event(uint32_t type, uint32_t id, int32_t pid, int32_t status, 
     event.err = err;
     if (step) strncpy(event.step, step, sizeof event.step - 1);
     /* The supervisor drains events promptly; if it is gone, we exit on HUP. */
-    while (send(SE_CONTROL_FD, &event, sizeof event, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-    }
+    SE_RETRY_EINTR(send(SE_CONTROL_FD, &event, sizeof event, MSG_NOSIGNAL));
 }
 
 /*
@@ -59,10 +58,7 @@ static ssize_t receive_request(struct se_request *header, char *payload, int *fd
     } control;
     struct msghdr message = {.msg_iov = parts, .msg_iovlen = 2, .msg_control = control.bytes,
                              .msg_controllen = sizeof control.bytes};
-    ssize_t got;
-    do {
-        got = recvmsg(SE_CONTROL_FD, &message, MSG_CMSG_CLOEXEC);
-    } while (got < 0 && errno == EINTR);
+    ssize_t got = SE_RETRY_EINTR(recvmsg(SE_CONTROL_FD, &message, MSG_CMSG_CLOEXEC));
     if (got == 0) return -2;
     if (got < 0) return -1;
     *fd_count = 0;
@@ -361,10 +357,7 @@ int main(void) {
         struct pollfd watched[3] = {{.fd = SE_CONTROL_FD, .events = POLLIN},
                                     {.fd = signals, .events = POLLIN},
                                     {.fd = config.supervisor_pidfd, .events = POLLIN}};
-        if (poll(watched, 3, -1) < 0) {
-            if (errno == EINTR) continue;
-            _exit(1);
-        }
+        if (SE_RETRY_EINTR(poll(watched, 3, -1)) < 0) _exit(1);
         if (watched[1].revents & POLLIN) {
             struct signalfd_siginfo info;
             while (read(signals, &info, sizeof info) == sizeof info) {
