@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "se_clone.h"
+#include "se_cleanup.h"
 #include "se_protocol.h"
 
 #include <errno.h>
@@ -44,10 +45,7 @@ static void child_fail(int error_fd, int step) {
  */
 static void child_main(int init_fd, int control_fd, int null_fd, int sync_rd, int error_wr) {
     char released;
-    ssize_t got;
-    do {
-        got = read(sync_rd, &released, 1);
-    } while (got < 0 && errno == EINTR);
+    ssize_t got = SE_RETRY_EINTR(read(sync_rd, &released, 1));
     /* EOF without a byte means the parent gave up; so do we. */
     if (got != 1) child_fail(error_wr, SE_CHILD_STEP_WAIT);
 
@@ -144,15 +142,13 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, ui
     /* The release channel is a socket pair, not a pipe: the parent sends with
      * MSG_NOSIGNAL, so a child that died before its release cannot raise
      * SIGPIPE in the host. */
-    int sync_pipe[2], error_pipe[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_pipe) != 0) return -1;
-    if (pipe2(error_pipe, O_CLOEXEC) != 0) {
-        int saved = errno;
-        close(sync_pipe[0]);
-        close(sync_pipe[1]);
-        errno = saved;
-        return -1;
-    }
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
+    SE_CLEANUP_FD int sync_rd = pair[0];
+    SE_CLEANUP_FD int sync_wr = pair[1];
+    if (pipe2(pair, O_CLOEXEC) != 0) return -1;
+    SE_CLEANUP_FD int error_rd = pair[0];
+    SE_CLEANUP_FD int error_wr = pair[1];
 
     int pidfd = -1;
     struct clone_args args;
@@ -168,7 +164,7 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, ui
 
     struct clone_job job = {
         .args = &args, .owner_uid = owner_uid, .owner_gid = owner_gid, .init_fd = init_fd,
-        .control_fd = control_fd, .null_fd = null_fd, .sync_rd = sync_pipe[0], .error_wr = error_pipe[1],
+        .control_fd = control_fd, .null_fd = null_fd, .sync_rd = sync_rd, .error_wr = error_wr,
         .pid = -1, .err = 0,
     };
     pthread_attr_t attributes;
@@ -186,32 +182,27 @@ int se_clone_sandbox(int init_fd, int control_fd, int null_fd, int cgroup_fd, ui
         job.err = created;
     }
     if (dumpable >= 0) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
-    long pid = job.pid;
-    int saved = job.err;
-    close(sync_pipe[0]);
-    close(error_pipe[1]);
-    if (pid < 0) {
-        close(sync_pipe[1]);
-        close(error_pipe[0]);
-        errno = saved;
+    /* The child's ends (sync_rd, error_wr) are closed on return either way;
+     * ours are handed out only on success. */
+    if (job.pid < 0) {
+        errno = job.err;
         return -1;
     }
-    *pid_out = (pid_t)pid;
+    *pid_out = (pid_t)job.pid;
     *pidfd_out = pidfd;
-    *sync_fd_out = sync_pipe[1];
-    *error_fd_out = error_pipe[0];
+    *sync_fd_out = se_take_fd(&sync_wr);
+    *error_fd_out = se_take_fd(&error_rd);
     return 0;
 }
 
 static int write_file(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    SE_CLEANUP_FD int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     size_t length = strlen(text);
-    ssize_t written = write(fd, text, length);
-    int saved = errno;
-    close(fd);
+    ssize_t written = SE_RETRY_EINTR(write(fd, text, length));
+    if (written < 0) return -1;
     if (written != (ssize_t)length) {
-        errno = written < 0 ? saved : EIO;
+        errno = EIO;
         return -1;
     }
     return 0;
@@ -234,30 +225,25 @@ int se_write_id_maps(pid_t pid, unsigned inside, unsigned outside, unsigned coun
 }
 
 int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out) {
+    SE_CLEANUP_FD int release = sync_fd;
+    SE_CLEANUP_FD int reports = error_fd;
     char go = 1;
-    ssize_t sent;
-    do {
-        sent = send(sync_fd, &go, 1, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    int send_errno = errno;
-    close(sync_fd);
+    ssize_t sent = SE_RETRY_EINTR(send(release, &go, 1, MSG_NOSIGNAL));
     if (sent != 1) {
         /* The child is gone before its release: it never reached exec. */
-        close(error_fd);
         *step_out = SE_CHILD_STEP_WAIT;
-        *errno_out = send_errno;
+        *errno_out = sent < 0 ? errno : EIO;
         return -1;
     }
+    close(se_take_fd(&release));
 
     int report[2];
     size_t have = 0;
     while (have < sizeof report) {
-        ssize_t got = read(error_fd, (char *)report + have, sizeof report - have);
-        if (got < 0 && errno == EINTR) continue;
+        ssize_t got = SE_RETRY_EINTR(read(reports, (char *)report + have, sizeof report - have));
         if (got <= 0) break;
         have += (size_t)got;
     }
-    close(error_fd);
     if (have == 0) return 0; /* EOF: exec closed the close-on-exec write end */
     if (have == sizeof report) {
         *step_out = report[0];
@@ -269,38 +255,36 @@ int se_release_sandbox(int sync_fd, int error_fd, int *step_out, int *errno_out)
     return -1;
 }
 
+const char *se_child_step_name(int step) {
+    switch (step) {
+    case SE_CHILD_STEP_WAIT: return "wait for id maps";
+    case SE_CHILD_STEP_SETGID: return "setresgid";
+    case SE_CHILD_STEP_SETUID: return "setresuid";
+    case SE_CHILD_STEP_SETGROUPS: return "setgroups";
+    case SE_CHILD_STEP_DUP: return "dup2";
+    case SE_CHILD_STEP_CLOSE_RANGE: return "close_range";
+    default: return "execveat init"; /* SE_CHILD_STEP_EXEC, and a report we cannot read */
+    }
+}
+
 int se_sealed_copy(const char *path) {
-    int source = open(path, O_RDONLY | O_CLOEXEC);
+    SE_CLEANUP_FD int source = open(path, O_RDONLY | O_CLOEXEC);
     if (source < 0) return -1;
     struct stat info;
-    if (fstat(source, &info) != 0) goto fail_source;
-    int copy = memfd_create("secure-exec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (copy < 0) goto fail_source;
+    if (fstat(source, &info) != 0) return -1;
+    SE_CLEANUP_FD int copy = memfd_create("secure-exec-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (copy < 0) return -1;
     off_t offset = 0;
     while (offset < info.st_size) {
-        ssize_t moved = sendfile(copy, source, &offset, (size_t)(info.st_size - offset));
-        if (moved < 0 && errno == EINTR) continue;
+        ssize_t moved = SE_RETRY_EINTR(sendfile(copy, source, &offset, (size_t)(info.st_size - offset)));
         if (moved <= 0) {
             if (moved == 0) errno = EIO;
-            goto fail_copy;
+            return -1;
         }
     }
     /* Sealed so nobody (not even a compromised host thread) can rewrite the
      * program that becomes every sandbox's PID 1. */
-    if (fchmod(copy, 0555) != 0) goto fail_copy;
-    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) goto fail_copy;
-    close(source);
-    return copy;
-
-fail_copy: {
-        int saved = errno;
-        close(copy);
-        errno = saved;
-    }
-fail_source: {
-        int saved = errno;
-        close(source);
-        errno = saved;
-    }
-    return -1;
+    if (fchmod(copy, 0555) != 0) return -1;
+    if (fcntl(copy, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) return -1;
+    return se_take_fd(&copy);
 }

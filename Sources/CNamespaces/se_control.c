@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "se_control.h"
+#include "se_cleanup.h"
 
 #include <errno.h>
 #include <string.h>
@@ -31,18 +32,12 @@ int se_send_request(int sock, const struct se_request *header, const void *paylo
         cmsg->cmsg_len = CMSG_LEN(sizeof(int) * header->fd_count);
         memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * header->fd_count);
     }
-    ssize_t sent;
-    do {
-        sent = sendmsg(sock, &message, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
+    ssize_t sent = SE_RETRY_EINTR(sendmsg(sock, &message, MSG_NOSIGNAL));
     return sent < 0 ? -1 : 0;
 }
 
 int se_receive_event(int sock, struct se_event *event) {
-    ssize_t got;
-    do {
-        got = recv(sock, event, sizeof *event, MSG_DONTWAIT);
-    } while (got < 0 && errno == EINTR);
+    ssize_t got = SE_RETRY_EINTR(recv(sock, event, sizeof *event, MSG_DONTWAIT));
     if (got < 0) return -1;
     if (got == 0) return 0;
     if ((size_t)got != sizeof *event) {

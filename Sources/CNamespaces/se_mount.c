@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "se_mount.h"
+#include "se_cleanup.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,7 @@ int se_open_no_symlinks(const char *path) {
 
 int se_detached_mount(int source, uint64_t attributes, int recursive, int idmap_userns, const char **step) {
     unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
-    int tree = (int)syscall(SYS_open_tree, source, "", flags);
+    SE_CLEANUP_FD int tree = (int)syscall(SYS_open_tree, source, "", flags);
     if (tree < 0) {
         *step = "open_tree";
         return -1;
@@ -40,26 +41,22 @@ int se_detached_mount(int source, uint64_t attributes, int recursive, int idmap_
         attr.userns_fd = (uint64_t)idmap_userns;
     }
     if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) != 0) {
-        int saved = errno;
-        close(tree);
-        errno = saved;
         *step = idmap_userns >= 0 ? "mount_setattr idmap" : "mount_setattr";
         return -1;
     }
-    return tree;
+    return se_take_fd(&tree);
 }
 
 static int write_map(pid_t pid, const char *name, unsigned inside, unsigned outside) {
     char path[64], line[64];
     snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
     int length = snprintf(line, sizeof line, "%u %u 1\n", inside, outside);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    SE_CLEANUP_FD int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    ssize_t written = write(fd, line, (size_t)length);
-    int saved = errno;
-    close(fd);
+    ssize_t written = SE_RETRY_EINTR(write(fd, line, (size_t)length));
+    if (written < 0) return -1;
     if (written != length) {
-        errno = written < 0 ? saved : EIO;
+        errno = EIO;
         return -1;
     }
     return 0;
@@ -87,8 +84,7 @@ int se_idmap_userns(uid_t fs_uid, gid_t fs_gid, uid_t host_uid, gid_t host_gid, 
         char byte;
         if (hold[0] > 0) syscall(SYS_close_range, 0, hold[0] - 1, 0);
         syscall(SYS_close_range, hold[0] + 1, ~0U, 0);
-        while (syscall(SYS_read, hold[0], &byte, 1) < 0 && errno == EINTR) {
-        }
+        SE_RETRY_EINTR(syscall(SYS_read, hold[0], &byte, 1));
         syscall(SYS_exit_group, 0);
         __builtin_unreachable();
     }
@@ -114,8 +110,7 @@ int se_idmap_userns(uid_t fs_uid, gid_t fs_gid, uid_t host_uid, gid_t host_gid, 
     int saved = errno;
     close(hold[1]);
     siginfo_t info;
-    while (syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED | __WALL, NULL) < 0 && errno == EINTR) {
-    }
+    SE_RETRY_EINTR(syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED | __WALL, NULL));
     close(pidfd);
     errno = saved;
     return result;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "se_netns.h"
+#include "se_cleanup.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -30,7 +31,7 @@ static void *dial_in_namespace(void *context) {
         dial->step = "setns";
         return NULL;
     }
-    int fd = socket(dial->address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    SE_CLEANUP_FD int fd = socket(dial->address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         dial->error = errno;
         dial->step = "socket";
@@ -40,12 +41,11 @@ static void *dial_in_namespace(void *context) {
         if (errno != EINPROGRESS) {
             dial->error = errno;
             dial->step = "connect";
-            close(fd);
             return NULL;
         }
         dial->in_progress = 1;
     }
-    dial->fd = fd;
+    dial->fd = se_take_fd(&fd);
     return NULL;
 }
 

@@ -42,13 +42,11 @@ static int open_beneath(int root, const char *relative, int flags, mode_t mode) 
 static int copy(int from, int to) {
     char buffer[65536];
     for (;;) {
-        ssize_t got = read(from, buffer, sizeof buffer);
-        if (got < 0 && errno == EINTR) continue;
+        ssize_t got = SE_RETRY_EINTR(read(from, buffer, sizeof buffer));
         if (got < 0) return -1;
         if (got == 0) return 0;
         for (ssize_t done = 0; done < got;) {
-            ssize_t put = write(to, buffer + done, (size_t)(got - done));
-            if (put < 0 && errno == EINTR) continue;
+            ssize_t put = SE_RETRY_EINTR(write(to, buffer + done, (size_t)(got - done)));
             if (put < 0) return -1;
             done += put;
         }
@@ -78,10 +76,8 @@ static int make_directories(int root, const char *relative) {
                 next = open_beneath(root, path, O_PATH | O_DIRECTORY, 0);
             }
         }
-        int saved_errno = errno;
-        close(current);
+        se_close_fd_ptr(&current); /* keeps errno */
         current = next;
-        errno = saved_errno;
         path[i] = saved;
     }
     free(path);
@@ -92,13 +88,11 @@ static int remove_tree(int parent, const char *name) {
     struct stat info;
     if (fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) != 0) return -1;
     if (!S_ISDIR(info.st_mode)) return unlinkat(parent, name, 0);
-    int directory = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    SE_CLEANUP_FD int directory = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (directory < 0) return -1;
     DIR *listing = fdopendir(directory);
-    if (!listing) {
-        close(directory);
-        return -1;
-    }
+    if (!listing) return -1;
+    se_take_fd(&directory); /* the listing owns it now */
     struct dirent *entry;
     int result = 0;
     while (result == 0 && (entry = readdir(listing))) {
@@ -111,13 +105,11 @@ static int remove_tree(int parent, const char *name) {
 }
 
 static int list_directory(int root, const char *relative, int out) {
-    int directory = open_beneath(root, relative, O_RDONLY | O_DIRECTORY, 0);
+    SE_CLEANUP_FD int directory = open_beneath(root, relative, O_RDONLY | O_DIRECTORY, 0);
     if (directory < 0) return -1;
     DIR *listing = fdopendir(directory);
-    if (!listing) {
-        close(directory);
-        return -1;
-    }
+    if (!listing) return -1;
+    se_take_fd(&directory); /* the listing owns it now */
     struct dirent *entry;
     while ((entry = readdir(listing))) {
         if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
@@ -208,14 +200,14 @@ static int run_operation(const struct init_config *config, const char *operation
 
     if (strcmp(operation, "read") == 0) {
         /* O_NONBLOCK: a fifo a guest renamed into place must not hold us. */
-        int file = open_beneath(root, relative, O_RDONLY | O_NONBLOCK, 0);
+        SE_CLEANUP_FD int file = open_beneath(root, relative, O_RDONLY | O_NONBLOCK, 0);
         if (file < 0) return -1;
         if (require_regular(file) != 0) return -1;
         return copy(file, data);
     }
     if (strcmp(operation, "list") == 0) return list_directory(root, relative, data);
     if (strcmp(operation, "mkdir") == 0) {
-        int made = make_directories(root, relative);
+        SE_CLEANUP_FD int made = make_directories(root, relative);
         return made < 0 ? -1 : 0;
     }
 
@@ -229,7 +221,7 @@ static int run_operation(const struct init_config *config, const char *operation
         errno = EINVAL; /* the area itself */
         return -1;
     }
-    int parent;
+    SE_CLEANUP_FD int parent = -1;
     if (strcmp(operation, "write") == 0) {
         parent = slash ? make_directories(root, parent_path) : dup(root);
     } else {
@@ -239,10 +231,12 @@ static int run_operation(const struct init_config *config, const char *operation
     if (strcmp(operation, "remove") == 0) return remove_tree(parent, name);
     if (strcmp(operation, "write") == 0) {
         /* O_NONBLOCK: a fifo without a reader fails (ENXIO) instead of holding us. */
-        int file = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        SE_CLEANUP_FD int file =
+            openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
         if (file < 0) return -1;
         if (require_regular(file) != 0) return -1;
-        if (copy(data, file) != 0 || close(file) != 0) {
+        /* close reports a write the file system could not finish. */
+        if (copy(data, file) != 0 || close(se_take_fd(&file)) != 0) {
             /* A half-written file (ENOSPC above all) would keep the area
              * full and the runtime stuck: remove it. */
             int saved = errno;

@@ -50,31 +50,23 @@ static void child_fail(int report_fd, int step) {
 }
 
 static int write_entry(const char *path, int code_fd) {
-    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    SE_CLEANUP_FD int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (out < 0) return -1;
     char buffer[16384];
     off_t offset = 0;
     for (;;) {
-        ssize_t got = pread(code_fd, buffer, sizeof buffer, offset);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) goto failed;
+        ssize_t got = SE_RETRY_EINTR(pread(code_fd, buffer, sizeof buffer, offset));
+        if (got < 0) return -1;
         if (got == 0) break;
         offset += got;
         for (ssize_t done = 0; done < got;) {
-            ssize_t put = write(out, buffer + done, (size_t)(got - done));
-            if (put < 0 && errno == EINTR) continue;
-            if (put < 0) goto failed;
+            ssize_t put = SE_RETRY_EINTR(write(out, buffer + done, (size_t)(got - done)));
+            if (put < 0) return -1;
             done += put;
         }
     }
-    if (close(out) != 0) return -1;
-    return 0;
-failed: {
-        int saved = errno;
-        close(out);
-        errno = saved;
-        return -1;
-    }
+    /* close reports a write the file system could not finish. */
+    return close(se_take_fd(&out));
 }
 
 static void guest_child(const struct init_config *config, const struct spawn_request *request, int report_fd) {
@@ -125,34 +117,29 @@ static void guest_child(const struct init_config *config, const struct spawn_req
 }
 
 pid_t spawn_guest(const struct init_config *config, const struct spawn_request *request, struct failure *failure) {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return fail(failure, "pipe for spawn report");
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) return fail(failure, "pipe for spawn report");
+    SE_CLEANUP_FD int report_rd = pipe_fds[0];
+    SE_CLEANUP_FD int report_wr = pipe_fds[1];
     pid_t pid = fork();
-    if (pid < 0) {
-        fail(failure, "fork");
-        close(report[0]);
-        close(report[1]);
-        return -1;
-    }
-    if (pid == 0) guest_child(config, request, report[1]);
-    close(report[1]);
+    if (pid < 0) return fail(failure, "fork");
+    if (pid == 0) guest_child(config, request, report_wr);
+    /* Ours closed, the pipe reaches EOF once the child's copy goes at exec. */
+    close(se_take_fd(&report_wr));
 
     int answer[2];
     size_t have = 0;
     while (have < sizeof answer) {
-        ssize_t got = read(report[0], (char *)answer + have, sizeof answer - have);
-        if (got < 0 && errno == EINTR) continue;
+        ssize_t got = SE_RETRY_EINTR(read(report_rd, (char *)answer + have, sizeof answer - have));
         if (got <= 0) break;
         have += (size_t)got;
     }
-    close(report[0]);
     if (have == 0) return pid; /* the pipe closed on exec */
 
     /* The child failed before exec and is exiting; reap it here so the exit
      * is never reported as a guest's. */
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    SE_RETRY_EINTR(waitpid(pid, &status, 0));
     int step = have == sizeof answer ? answer[0] : 0;
     if (step < 0 || step >= (int)(sizeof child_steps / sizeof *child_steps)) step = 0;
     failure->step = child_steps[step];

@@ -17,6 +17,9 @@
 #include <sys/types.h>
 
 #include "se_protocol.h"
+/* CNamespaces' private helpers (SE_CLEANUP_FD, se_take_fd, SE_RETRY_EINTR):
+ * one definition for both C targets, kept out of the headers Swift imports. */
+#include "../CNamespaces/se_cleanup.h"
 
 #define GUEST_ROOT_WORKSPACE "/workspace"
 

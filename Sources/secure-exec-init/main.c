@@ -39,16 +39,23 @@ static void send_event(uint32_t type, uint32_t id, int32_t pid, int32_t status, 
     event.err = err;
     if (step) strncpy(event.step, step, sizeof event.step - 1);
     /* The supervisor drains events promptly; if it is gone, we exit on HUP. */
-    while (send(SE_CONTROL_FD, &event, sizeof event, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-    }
+    SE_RETRY_EINTR(send(SE_CONTROL_FD, &event, sizeof event, MSG_NOSIGNAL));
+}
+
+static void close_all(const int *fds, size_t count) {
+    for (size_t i = 0; i < count; i++) close(fds[i]);
 }
 
 /*
- * Receives one request. Returns the payload length (>= 0), or -1 on error,
- * or -2 when the supervisor has closed its end. fds[] gets the attached
- * descriptors (close-on-exec), *fd_count how many.
+ * Receives one request. Returns the payload length (>= 0) with fds[] holding
+ * the attached descriptors (close-on-exec) and *fd_count how many; -2 when
+ * the supervisor has closed its end; -1 when the record cannot be used, with
+ * errno and *reason set and every descriptor it carried already closed.
+ * header->id is the request's id whenever its header arrived, even on -1, so
+ * the refusal can name the request; 0 when not even the header could be read.
  */
-static ssize_t receive_request(struct se_request *header, char *payload, int *fds, size_t *fd_count) {
+static ssize_t receive_request(struct se_request *header, char *payload, int *fds, size_t *fd_count,
+                               const char **reason) {
     struct iovec parts[2] = {
         {.iov_base = header, .iov_len = sizeof *header},
         {.iov_base = payload, .iov_len = SE_MAX_REQUEST - sizeof *header},
@@ -59,25 +66,53 @@ static ssize_t receive_request(struct se_request *header, char *payload, int *fd
     } control;
     struct msghdr message = {.msg_iov = parts, .msg_iovlen = 2, .msg_control = control.bytes,
                              .msg_controllen = sizeof control.bytes};
-    ssize_t got;
-    do {
-        got = recvmsg(SE_CONTROL_FD, &message, MSG_CMSG_CLOEXEC);
-    } while (got < 0 && errno == EINTR);
-    if (got == 0) return -2;
-    if (got < 0) return -1;
+    memset(header, 0, sizeof *header);
     *fd_count = 0;
+    ssize_t got = SE_RETRY_EINTR(recvmsg(SE_CONTROL_FD, &message, MSG_CMSG_CLOEXEC));
+    if (got < 0) {
+        *reason = "receive request";
+        return -1;
+    }
+    /* Every descriptor that arrived is either kept here or closed now, so
+     * none outlives a request that is refused. (Those that did not fit the
+     * control buffer the kernel has already discarded: MSG_CTRUNC.) */
     for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&message); cmsg; cmsg = CMSG_NXTHDR(&message, cmsg)) {
         if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
         size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count && *fd_count < SE_MAX_REQUEST_FDS; i++) {
-            memcpy(&fds[(*fd_count)++], CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+            if (*fd_count < SE_MAX_REQUEST_FDS) fds[(*fd_count)++] = fd;
+            else close(fd);
         }
     }
-    if ((size_t)got < sizeof *header || (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        header->payload_len != (size_t)got - sizeof *header || header->fd_count != *fd_count) {
-        for (size_t i = 0; i < *fd_count; i++) close(fds[i]);
+    if (got == 0) {
+        close_all(fds, *fd_count);
         *fd_count = 0;
-        errno = EPROTO;
+        return -2;
+    }
+    int err = 0;
+    if ((size_t)got < sizeof *header) {
+        header->id = 0; /* a partial header names no request */
+        *reason = "short request header";
+        err = EPROTO;
+    } else if (message.msg_flags & MSG_TRUNC) {
+        *reason = "request too long";
+        err = EMSGSIZE;
+    } else if (message.msg_flags & MSG_CTRUNC) {
+        *reason = "too many descriptors";
+        err = EMSGSIZE;
+    } else if (header->payload_len != (size_t)got - sizeof *header) {
+        *reason = "request length mismatch";
+        err = EPROTO;
+    } else if (header->fd_count != *fd_count) {
+        *reason = "descriptor count mismatch";
+        err = EPROTO;
+    }
+    if (err != 0) {
+        close_all(fds, *fd_count);
+        *fd_count = 0;
+        errno = err;
         return -1;
     }
     return (ssize_t)header->payload_len;
@@ -127,14 +162,41 @@ static int visit_spawn(void *context, const char *key, const char *value) {
     return 0;
 }
 
+/*
+ * Records a started guest so its exit is reported and its entry file
+ * removed. Returns 0, or -1 when memory ran out and nothing was recorded.
+ */
+static int track_guest(pid_t pid, const char *entry) {
+    char *entry_copy = NULL;
+    if (entry && !(entry_copy = strdup(entry))) return -1;
+    if (guest_count == guest_capacity) {
+        size_t capacity = guest_capacity ? guest_capacity * 2 : 16;
+        pid_t *grown = realloc(guests, capacity * sizeof *grown);
+        if (grown) guests = grown;
+        char **grown_entries = realloc(entries, capacity * sizeof *grown_entries);
+        if (grown_entries) entries = grown_entries;
+        if (!grown || !grown_entries) {
+            free(entry_copy);
+            return -1;
+        }
+        guest_capacity = capacity;
+    }
+    entries[guest_count] = entry_copy;
+    guests[guest_count++] = pid;
+    return 0;
+}
+
+/* Answers with exactly one SE_EV_SPAWNED or SE_EV_SPAWN_FAILED. The caller closes fds. */
 static void handle_spawn(const struct init_config *config, const struct se_request *header, char *payload,
-                         size_t length, int *fds, size_t fd_count) {
+                         size_t length, const int *fds, size_t fd_count) {
     struct spawn_records records = {0};
     struct failure failure = {0};
     char *empty[] = {NULL};
-    if (each_record(payload, length, visit_spawn, &records) != 0 || records.argc == 0 || !records.executable ||
-        fd_count < 3 || (records.entry && fd_count < 4)) {
-        send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, EPROTO, "parse spawn request");
+    int parsed = each_record(payload, length, visit_spawn, &records);
+    /* ENOMEM from collecting argv or env; anything else is a bad request. */
+    int parse_errno = parsed != 0 && errno == ENOMEM ? ENOMEM : EPROTO;
+    if (parsed != 0 || records.argc == 0 || !records.executable || fd_count < 3 || (records.entry && fd_count < 4)) {
+        send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, parse_errno, "parse spawn request");
     } else {
         struct spawn_request request = {
             .argv = records.argv,
@@ -150,30 +212,19 @@ static void handle_spawn(const struct init_config *config, const struct se_reque
         pid_t pid = spawn_guest(config, &request, &failure);
         if (pid < 0) {
             send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, failure.err, failure.step);
+        } else if (track_guest(pid, records.entry) != 0) {
+            /* A guest we cannot track would never be reported as exited:
+             * end it (it is reaped as an orphan), remove the code file it
+             * wrote before exec, and say why. Never announced as spawned. */
+            kill(pid, SIGKILL);
+            if (records.entry) unlink(records.entry);
+            send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, ENOMEM, "track guest");
         } else {
-            if (guest_count == guest_capacity) {
-                size_t capacity = guest_capacity ? guest_capacity * 2 : 16;
-                pid_t *grown = realloc(guests, capacity * sizeof *grown);
-                if (grown) guests = grown;
-                char **grown_entries = realloc(entries, capacity * sizeof *grown_entries);
-                if (grown_entries) entries = grown_entries;
-                if (grown && grown_entries) guest_capacity = capacity;
-            }
-            if (guest_count < guest_capacity) {
-                entries[guest_count] = records.entry ? strdup(records.entry) : NULL;
-                guests[guest_count++] = pid;
-                send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
-            } else {
-                /* A guest we cannot track would never be reported as exited:
-                 * end it (it is reaped as an orphan) and say why. */
-                kill(pid, SIGKILL);
-                send_event(SE_EV_SPAWN_FAILED, header->id, 0, 0, ENOMEM, "track guest");
-            }
+            send_event(SE_EV_SPAWNED, header->id, pid, 0, 0, NULL);
         }
     }
     free(records.argv);
     free(records.envp);
-    for (size_t i = 0; i < fd_count; i++) close(fds[i]);
 }
 
 struct file_records {
@@ -192,8 +243,10 @@ static int visit_file(void *context, const char *key, const char *value) {
     return 0;
 }
 
+/* Answers with exactly one SE_EV_FILE_DONE: now on failure, or when the
+ * operation's child is reaped. The caller closes fds (the child has its copy). */
 static void handle_file(const struct init_config *config, const struct se_request *header, char *payload,
-                        size_t length, int *fds, size_t fd_count) {
+                        size_t length, const int *fds, size_t fd_count) {
     struct file_records records = {0};
     struct failure failure = {0};
     if (each_record(payload, length, visit_file, &records) != 0 || !records.operation || !records.path ||
@@ -250,44 +303,77 @@ static void reap_children(void) {
     }
 }
 
+/*
+ * Signals one guest (SE_REQ_SIGNAL) or every process but init
+ * (SE_REQ_SIGNAL_ALL). A malformed request (a payload or descriptors, no
+ * valid signal number, a target that is no pid) is answered with
+ * SE_EV_REQUEST_FAILED; a SIGNAL that reaches no guest of ours with
+ * SE_EV_SIGNAL_FAILED; success, and SIGNAL_ALL with nobody left to signal,
+ * get no answer.
+ */
+static void handle_signal(const struct se_request *header, size_t length, size_t fd_count) {
+    int all = header->type == SE_REQ_SIGNAL_ALL;
+    if (length != 0 || fd_count != 0) {
+        send_event(SE_EV_REQUEST_FAILED, header->id, 0, 0, EPROTO, "signal request with payload or fds");
+        return;
+    }
+    if (header->signal <= 0 || header->signal >= NSIG) {
+        send_event(SE_EV_REQUEST_FAILED, header->id, 0, 0, EINVAL, "signal number");
+        return;
+    }
+    if (all) {
+        kill(-1, header->signal);
+        return;
+    }
+    if (header->target_pid <= 0) {
+        send_event(SE_EV_REQUEST_FAILED, header->id, 0, 0, EINVAL, "signal target");
+        return;
+    }
+    /* Only our own guests: never init, never an arbitrary pid. */
+    if (!is_guest(header->target_pid, 0)) {
+        send_event(SE_EV_SIGNAL_FAILED, header->id, header->target_pid, 0, ESRCH, "signal");
+    } else if (kill(header->target_pid, header->signal) != 0) {
+        send_event(SE_EV_SIGNAL_FAILED, header->id, header->target_pid, 0, errno, "signal");
+    }
+}
+
+/* One request in, at most one answer out now (see se_protocol.h for which);
+ * every descriptor it carried is closed before this returns. */
 static void handle_request(const struct init_config *config) {
     static char payload[SE_MAX_REQUEST];
     struct se_request header;
     int fds[SE_MAX_REQUEST_FDS];
     size_t fd_count = 0;
-    ssize_t length = receive_request(&header, payload, fds, &fd_count);
+    const char *reason = NULL;
+    ssize_t length = receive_request(&header, payload, fds, &fd_count, &reason);
     if (length == -2) {
         /* The supervisor is gone (disposed, crashed, killed): leave, and the
          * kernel ends every process in this pid namespace with us. */
         _exit(0);
     }
     if (length < 0) {
-        send_event(SE_EV_SPAWN_FAILED, 0, 0, 0, errno, "receive request");
+        send_event(SE_EV_REQUEST_FAILED, header.id, 0, 0, errno, reason);
         return;
     }
     switch (header.type) {
     case SE_REQ_SPAWN:
         handle_spawn(config, &header, payload, (size_t)length, fds, fd_count);
-        return;
-    case SE_REQ_SIGNAL:
-        /* Only our own guests: never init, never an arbitrary pid. */
-        if (!is_guest(header.target_pid, 0)) {
-            send_event(SE_EV_SIGNAL_FAILED, header.id, header.target_pid, 0, ESRCH, "signal");
-        } else if (kill(header.target_pid, header.signal) != 0) {
-            send_event(SE_EV_SIGNAL_FAILED, header.id, header.target_pid, 0, errno, "signal");
-        }
         break;
+    case SE_REQ_SIGNAL:
     case SE_REQ_SIGNAL_ALL:
-        kill(-1, header.signal);
+        handle_signal(&header, (size_t)length, fd_count);
         break;
     case SE_REQ_FILE:
         handle_file(config, &header, payload, (size_t)length, fds, fd_count);
         break;
+    case SE_REQ_CONFIG:
+        send_event(SE_EV_REQUEST_FAILED, header.id, 0, 0, EPROTO, "config after setup");
+        break;
     default:
-        send_event(SE_EV_SPAWN_FAILED, header.id, 0, 0, EPROTO, "unknown request");
+        send_event(SE_EV_REQUEST_FAILED, header.id, 0, 0, EPROTO, "unknown request type");
         break;
     }
-    for (size_t i = 0; i < fd_count; i++) close(fds[i]);
+    close_all(fds, fd_count);
 }
 
 static int setup(struct init_config *config, struct failure *failure) {
@@ -295,10 +381,16 @@ static int setup(struct init_config *config, struct failure *failure) {
     struct se_request header;
     int fds[SE_MAX_REQUEST_FDS];
     size_t fd_count = 0;
-    ssize_t length = receive_request(&header, payload, fds, &fd_count);
+    const char *reason = NULL;
+    ssize_t length = receive_request(&header, payload, fds, &fd_count, &reason);
     if (length < 0 || header.type != SE_REQ_CONFIG || fd_count < 2) {
-        if (length >= 0) errno = EPROTO;
-        for (size_t i = 0; length >= 0 && i < fd_count; i++) close(fds[i]);
+        /* receive_request closed what a bad record carried; close the rest. */
+        if (length >= 0) {
+            close_all(fds, fd_count);
+            errno = EPROTO;
+        } else if (length == -2) {
+            errno = EPIPE;
+        }
         return fail(failure, "receive config");
     }
     static int config_fds[SE_MAX_REQUEST_FDS];
@@ -361,10 +453,7 @@ int main(void) {
         struct pollfd watched[3] = {{.fd = SE_CONTROL_FD, .events = POLLIN},
                                     {.fd = signals, .events = POLLIN},
                                     {.fd = config.supervisor_pidfd, .events = POLLIN}};
-        if (poll(watched, 3, -1) < 0) {
-            if (errno == EINTR) continue;
-            _exit(1);
-        }
+        if (SE_RETRY_EINTR(poll(watched, 3, -1)) < 0) _exit(1);
         if (watched[1].revents & POLLIN) {
             struct signalfd_siginfo info;
             while (read(signals, &info, sizeof info) == sizeof info) {

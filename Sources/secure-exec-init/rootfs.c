@@ -94,7 +94,7 @@ static int open_mount_point(int root, const char *guest_path, int directory, con
         return -1;
     }
     memcpy(path, guest_path, length + 1);
-    int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
+    SE_CLEANUP_FD int dir = fcntl(root, F_DUPFD_CLOEXEC, 0);
     if (dir < 0) return -1;
     char *name = path + 1;
     while (*name) {
@@ -102,7 +102,6 @@ static int open_mount_point(int root, const char *guest_path, int directory, con
         int last = slash == NULL;
         if (slash) *slash = 0;
         if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || *name == 0) {
-            close(dir);
             errno = EINVAL;
             return -1;
         }
@@ -112,17 +111,13 @@ static int open_mount_point(int root, const char *guest_path, int directory, con
             int made = make_mount_point_entry(dir, name, want_directory, config);
             next = made == 0 ? open_component(dir, name, want_directory) : -1;
         }
-        int saved = errno;
-        close(dir);
-        if (next < 0) {
-            errno = saved;
-            return -1;
-        }
+        if (next < 0) return -1;
+        se_close_fd_ptr(&dir);
         dir = next;
         if (last) break;
         name = slash + 1;
     }
-    return dir;
+    return se_take_fd(&dir);
 }
 
 /* Attaches a detached mount (from open_tree in the supervisor) at target, a guest path. */
@@ -130,12 +125,9 @@ static int attach(int root, int tree, const char *target, const struct init_conf
                   struct failure *failure) {
     struct stat info;
     if (fstat(tree, &info) != 0) return fail(failure, "stat detached mount");
-    int point = open_mount_point(root, target, S_ISDIR(info.st_mode), config);
+    SE_CLEANUP_FD int point = open_mount_point(root, target, S_ISDIR(info.st_mode), config);
     if (point < 0) return fail(failure, "create mount point");
     int moved = (int)syscall(SYS_move_mount, tree, "", point, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-    int saved = errno;
-    close(point);
-    errno = saved;
     if (moved != 0) return fail(failure, "move_mount");
     return 0;
 }
@@ -170,13 +162,10 @@ static int build_proc(const struct init_config *config, struct failure *failure)
         size_t length = (size_t)(space - config->sysctls[i]);
         if (length + sizeof NEW_ROOT "/proc/sys/" >= sizeof name) return fail(failure, "sysctl name");
         snprintf(name, sizeof name, NEW_ROOT "/proc/sys/%.*s", (int)length, config->sysctls[i]);
-        int fd = open(name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        SE_CLEANUP_FD int fd = open(name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) return fail(failure, "open sysctl");
         const char *value = space + 1;
         ssize_t written = write(fd, value, strlen(value));
-        int saved = errno;
-        close(fd);
-        errno = saved;
         if (written != (ssize_t)strlen(value)) return fail(failure, "write sysctl");
     }
     /* Kernel-wide knobs stay visible (node reads some) but read-only. */
@@ -283,13 +272,11 @@ static int build_workspace(int root, const struct init_config *config, struct fa
 
 /* Copies the rootfs/ skeleton (small text files and directories) into dest. */
 static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
-    int walk = dup(source_dir);
+    SE_CLEANUP_FD int walk = dup(source_dir);
     if (walk < 0) return fail(failure, "dup skeleton dir");
     DIR *listing = fdopendir(walk);
-    if (!listing) {
-        close(walk);
-        return fail(failure, "open skeleton dir");
-    }
+    if (!listing) return fail(failure, "open skeleton dir");
+    se_take_fd(&walk); /* the listing owns it now */
     int result = 0;
     struct dirent *entry;
     while (result == 0 && (entry = readdir(listing))) {
@@ -299,12 +286,12 @@ static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
         if (fstatat(source_dir, name, &info, AT_SYMLINK_NOFOLLOW) != 0) {
             result = fail(failure, "stat skeleton entry");
         } else if (S_ISDIR(info.st_mode)) {
-            int from = openat(source_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            SE_CLEANUP_FD int from = openat(source_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (from < 0) {
                 result = fail(failure, "open skeleton subdir");
                 continue;
             }
-            int to = -1;
+            SE_CLEANUP_FD int to = -1;
             if (mkdirat(dest_dir, name, 0755) != 0 && errno != EEXIST) {
                 result = fail(failure, "mkdir skeleton subdir");
             } else if ((to = openat(dest_dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
@@ -312,11 +299,9 @@ static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
             } else {
                 result = copy_tree(from, to, failure);
             }
-            if (to >= 0) close(to);
-            close(from);
         } else if (S_ISREG(info.st_mode)) {
-            int from = openat(source_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            int to = openat(dest_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            SE_CLEANUP_FD int from = openat(source_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            SE_CLEANUP_FD int to = openat(dest_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
             if (from < 0 || to < 0) {
                 result = fail(failure, "open skeleton file");
             } else {
@@ -330,8 +315,6 @@ static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
                     }
                 }
             }
-            if (from >= 0) close(from);
-            if (to >= 0) close(to);
         } else if (S_ISLNK(info.st_mode)) {
             char link[PATH_MAX];
             ssize_t length = readlinkat(source_dir, name, link, sizeof link - 1);

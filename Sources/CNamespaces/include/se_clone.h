@@ -55,6 +55,14 @@ enum se_child_step {
     SE_CHILD_STEP_EXEC = 7,
 };
 
+/*
+ * The name of a SE_CHILD_STEP_* value as errors show it ("wait for id maps",
+ * "setresgid", "setresuid", "setgroups", "dup2", "close_range", "execveat init").
+ * SE_CHILD_STEP_EXEC and any unknown value give "execveat init". The string
+ * is static; never free it.
+ */
+const char *_Nonnull se_child_step_name(int step);
+
 /* Creates a sealed, executable, close-on-exec memfd holding a copy of the file at path. -1/errno on failure. */
 int se_sealed_copy(const char *_Nonnull path);
 

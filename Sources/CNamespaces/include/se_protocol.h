@@ -78,10 +78,42 @@ enum se_event_type {
     SE_EV_SPAWNED = 3,       /* id = request, pid = guest pid in the sandbox */
     SE_EV_SPAWN_FAILED = 4,  /* id = request, step + err */
     SE_EV_EXITED = 5,        /* pid, status = raw wait status */
-    SE_EV_SIGNAL_FAILED = 6, /* id = request, err */
+    SE_EV_SIGNAL_FAILED = 6, /* id = request, pid = target, err */
     SE_EV_FILE_DONE = 7,     /* id = request, err = 0 or the operation's errno */
+    /* A request init could not take as sent: id = request (0 only when not
+     * even the header could be read), step = reason, err = errno. */
+    SE_EV_REQUEST_FAILED = 8,
 };
 
+/*
+ * Which answer each request gets. A request that fails gets exactly one
+ * answer, carrying its id; one that succeeds gets at most one. Init closes
+ * every descriptor a request carried, whatever the outcome.
+ *
+ *   SE_REQ_CONFIG, the first record: SE_EV_READY, or SE_EV_SETUP_FAILED
+ *       (id 0; also when the first record is no well-formed config) and
+ *       init exits.
+ *   SE_REQ_SPAWN: SE_EV_SPAWNED (the guest's SE_EV_EXITED later names it
+ *       by pid), or SE_EV_SPAWN_FAILED, also for a spawn request whose
+ *       records do not parse ("parse spawn request") and for a guest that
+ *       started but could not be tracked ("track guest": it is killed and
+ *       never announced).
+ *   SE_REQ_SIGNAL: nothing when delivered; SE_EV_SIGNAL_FAILED when the
+ *       target is no running guest of ours (ESRCH) or kill failed;
+ *       SE_EV_REQUEST_FAILED when malformed: "signal request with payload
+ *       or fds", "signal number" (outside 1..64), "signal target" (pid <= 0).
+ *   SE_REQ_SIGNAL_ALL: nothing, even with nobody left to signal;
+ *       SE_EV_REQUEST_FAILED when malformed (as SE_REQ_SIGNAL; no target).
+ *   SE_REQ_FILE: exactly one SE_EV_FILE_DONE, err = 0 or an errno (EPROTO
+ *       for records that do not parse), sent when the operation ends.
+ *   Any request that does not arrive as one whole record (recvmsg failed, a
+ *   short header, payload or descriptors cut off, payload_len or fd_count
+ *   not what arrived), a second SE_REQ_CONFIG, an unknown type:
+ *       SE_EV_REQUEST_FAILED, step one of "receive request",
+ *       "short request header", "request too long", "too many descriptors",
+ *       "request length mismatch", "descriptor count mismatch",
+ *       "config after setup", "unknown request type".
+ */
 struct se_event {
     uint32_t type;
     uint32_t id;
