@@ -85,6 +85,8 @@ let package = Package(
             path: "Tests/SecureExecTests",
             swiftSettings: strict
         ),
+        // Tests that need no root and no sandbox: `swift test --filter SecureExecUnitTests` runs anywhere.
+        .testTarget(name: "SecureExecUnitTests", dependencies: ["SecureExec", "CNamespaces"], path: "Tests/UnitTests", swiftSettings: strict),
         // Process-wide resource counts (fds, threads, mounts): run alone with `swift test --filter SecureExecLeakTests`.
         .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests", swiftSettings: strict),
         // A host that owns a sandbox and can be SIGKILLed by the leak tests.

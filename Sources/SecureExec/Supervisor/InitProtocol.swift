@@ -192,21 +192,14 @@ enum InitProtocol {
         case SE_EV_EXITED.rawValue: return .exited(pid: event.pid, status: event.status)
         case SE_EV_SIGNAL_FAILED.rawValue: return .signalFailed(request: event.id, pid: event.pid, errno: event.err)
         case SE_EV_FILE_DONE.rawValue: return .fileDone(request: event.id, errno: event.err)
+        case SE_EV_REQUEST_FAILED.rawValue: return .requestFailed(request: event.id, step: step, errno: event.err)
         default: return .unknown(type: event.type)
         }
     }
 
     /// The name of the step at which the sandbox's first process failed
-    /// between clone and exec (`SE_CHILD_STEP_*`).
+    /// between clone and exec (`SE_CHILD_STEP_*`, named in C).
     static func childStepName(_ step: Int32) -> String {
-        switch UInt32(step) {
-        case SE_CHILD_STEP_WAIT.rawValue: return "wait for id maps"
-        case SE_CHILD_STEP_SETGID.rawValue: return "setresgid"
-        case SE_CHILD_STEP_SETUID.rawValue: return "setresuid"
-        case SE_CHILD_STEP_SETGROUPS.rawValue: return "setgroups"
-        case SE_CHILD_STEP_DUP.rawValue: return "dup2"
-        case SE_CHILD_STEP_CLOSE_RANGE.rawValue: return "close_range"
-        default: return "execveat init"
-        }
+        String(cString: se_child_step_name(step))
     }
 }
