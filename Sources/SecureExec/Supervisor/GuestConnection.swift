@@ -10,6 +10,10 @@ import Glibc
 
 /// One request/response on a connection, handed between the caller and the
 /// connection's task.
+///
+/// Concurrency: `state` guards the response and its waiter; the body's
+/// chunks travel through an `AsyncThrowingChannel` (backpressure: the
+/// connection's task waits for the caller to take each one).
 final class GuestExchange: Sendable {
     static let staleStep = "stale keep-alive connection"
 
@@ -80,6 +84,10 @@ final class GuestExchange: Sendable {
 
 /// One kept-alive connection: a task that owns the NIO channel and serves
 /// exchanges one after another until the guest or we close it.
+///
+/// Concurrency: one task per connection (on NIO's event loop group) runs
+/// its exchanges in order from `jobs`; `served`/`alive` are atomics read
+/// by the pool.
 final class GuestConnection: Sendable {
     private typealias Channel = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
     private let channel: any NIOCore.Channel

@@ -15,6 +15,12 @@ import Glibc
 /// waits idle for the next request to the same port, so a burst of fetches
 /// pays one dial per concurrent request, not per request. At most
 /// `maxConnectionsPerPort` are open per port; further requests queue.
+///
+/// Concurrency: one `state` Mutex guards the idle connections, the open
+/// count and the waiters of every port; deciding to wait and enqueueing
+/// happen under it, so a check-in or shutdown cannot slip between them.
+/// Dialing (a setns on a thread of its own, `NetnsDialer`) and NIO I/O
+/// happen outside the lock.
 package final class GuestConnectionPool: Sendable {
     package static let maxConnectionsPerPort = 64
     private static let maxIdlePerPort = 16

@@ -25,6 +25,11 @@ extension Termination {
 /// EOF, so every byte the guest wrote has been handed to the callbacks first.
 /// If a descendant keeps a pipe open after the guest exits, `wait()` resolves
 /// anyway after `drainGrace`; the pipe keeps being read until it closes.
+///
+/// Concurrency: `state` guards everything mutable. The pumps and the drain
+/// timer run on the sandbox's queue; `ended` comes from init's exit event
+/// (same queue); `wait` and `writeStdin` suspend without holding a thread;
+/// continuations are resumed outside the lock.
 package final class GuestRecord: Sendable {
     package static let drainGrace: Duration = .seconds(2)
     private static let stderrTailLimit = 4096

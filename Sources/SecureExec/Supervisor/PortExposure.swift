@@ -12,6 +12,9 @@ import Glibc
 /// and the two sockets are glued byte for byte in both directions, half-close
 /// respected, so HTTP, server-sent events and WebSocket upgrades pass through
 /// untouched. `close()` stops listening and closes every piped connection.
+///
+/// Concurrency: the listener and every piped connection live on NIO's event
+/// loops; `connections` (a Mutex-guarded set) is what `close` ends.
 package final class PortExposure: Sendable {
     package let hostAddress: String
     package let hostPort: Int

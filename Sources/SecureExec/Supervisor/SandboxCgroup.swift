@@ -14,6 +14,10 @@ import Glibc
 /// delegates it (`cgroup.subtree_control`). On v2 the sandbox's init is
 /// cloned straight into its cgroup (CLONE_INTO_CGROUP); on v1 it is moved
 /// in before it execs, so every guest starts inside.
+///
+/// Concurrency: created and removed with blocking file-system calls, so
+/// only from a Dispatch thread (`Blocking`); `oomBaseline` is its one
+/// mutable value, read from init's exit events.
 package final class SandboxCgroup: Sendable {
     enum Controller: String, Sendable { case memory, pids }
 

@@ -12,6 +12,10 @@ import Glibc
 /// it died is still in the pipe and is delivered before `onEnd`. Past `limit`
 /// bytes the pipe is still drained (so the guest never blocks on it) but the
 /// bytes are dropped and `onTruncated` is called once: memory stays bounded.
+///
+/// Concurrency: one Dispatch read source on the sandbox's serial queue; the
+/// callbacks run there, one at a time, in order. Only `cancel` is called
+/// from elsewhere (Dispatch sources may be cancelled from any thread).
 final class StdioPump: Sendable {
     private let source: DispatchSourceBox
 

@@ -22,6 +22,9 @@ import Glibc
 /// changed (was taken or given back) in the last `quarantine` is passed over
 /// while another is free, so the next tenant does not get the previous one's
 /// uids at once.
+///
+/// Concurrency: acquired on the launcher's Dispatch thread; the Mutex
+/// guards the lock file's descriptor so `release` is idempotent from any thread.
 final class UIDRangeLease: Sendable {
     static let rangeSize: UInt32 = 65536
     static let firstBase: UInt32 = 0x7000_0000
