@@ -85,14 +85,34 @@ let package = Package(
             path: "Examples/RunToCompletion",
             swiftSettings: strict
         ),
+        // What the test targets share: runtimes disposed on every path, output
+        // collectors, host programs, /proc readings, host files, the root gate.
+        .target(
+            name: "TestSupport",
+            dependencies: ["SecureExec", "Supervisor"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        // Tests that need neither root nor a sandbox (input rules, parsers, the
+        // ELF reader): `swift test --filter SecureExecUnitTests` runs them anywhere.
+        // Supervisor's `package` declarations are visible here; CNamespaces is
+        // for tests of the init protocol's encoding.
+        .testTarget(
+            name: "SecureExecUnitTests",
+            dependencies: ["SecureExec", "Supervisor", "CNamespaces", "TestSupport"],
+            path: "Tests/UnitTests",
+            swiftSettings: strict
+        ),
+        // Real sandboxes, so root (suites marked `.needsRoot`).
         .testTarget(
             name: "SecureExecTests",
-            dependencies: ["SecureExec", "Supervisor", "CNamespaces"],
+            dependencies: ["SecureExec", "Supervisor", "TestSupport"],
             path: "Tests/SecureExecTests",
             swiftSettings: strict
         ),
         // Process-wide resource counts (fds, threads, mounts): run alone with `swift test --filter SecureExecLeakTests`.
-        .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests", swiftSettings: strict),
+        .testTarget(
+            name: "SecureExecLeakTests", dependencies: ["SecureExec", "TestSupport"], path: "Tests/LeakTests", swiftSettings: strict),
         // A host that owns a sandbox and can be SIGKILLed by the leak tests.
         .executableTarget(name: "secure-exec-test-host", dependencies: ["SecureExec"], path: "Tests/TestHost", swiftSettings: strict),
     ],

@@ -1,10 +1,11 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// Many fetches at once against one guest, and many sandboxes at once, each
 /// answering for itself: the keep-alive pool (at most 64 connections per
 /// port, the rest queued) must hand every caller its own answer.
-@Suite("Networking: concurrency", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: concurrency", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingConcurrencyTests {
     @Test("1,000 concurrent fetches against one guest server are each answered with their own index")
     func thousandConcurrentFetches() async throws {
@@ -41,7 +42,7 @@ struct NetworkingConcurrencyTests {
             try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
                 for id in 0..<20 {
                     group.addTask {
-                        try await withNetworkRuntime { runtime in
+                        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
                             // Every sandbox listens on the same port 3000: each has a loopback of its own.
                             let server = """
                                 require("http").createServer((req, res) => res.end("runtime \(id)"))

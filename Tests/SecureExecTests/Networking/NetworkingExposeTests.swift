@@ -1,4 +1,5 @@
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -8,11 +9,11 @@ import Glibc
 /// `expose` opens a real host listener piped to a guest port, so ordinary
 /// clients (here: plain sockets, speaking HTTP and WebSocket by hand) reach
 /// the dev server; closing it, or disposing the runtime, frees the host port.
-@Suite("Networking: expose", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: expose", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingExposeTests {
     @Test("expose(3000) listens on 127.0.0.1 at a kernel-chosen port and a host client gets pages")
     func pages() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let exposed = try await runtime.expose(3000)
 
@@ -37,7 +38,7 @@ struct NetworkingExposeTests {
 
     @Test("expose on ::1 gives a bracketed URL and serves pages")
     func ipv6Host() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let exposed = try await runtime.expose(3000, host: "::1")
 
@@ -53,7 +54,7 @@ struct NetworkingExposeTests {
 
     @Test("a WebSocket upgrade passes through: handshake, three echoed messages, closes both ways")
     func webSocket() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             let server = try await runtime.startServer(NetworkingGuests.webSocketEcho, port: 3000)
             let exposed = try await runtime.expose(3000)
 
@@ -133,7 +134,7 @@ struct NetworkingExposeTests {
 
     @Test("close() stops listening, ends piped connections and frees the host port")
     func closeFreesPort() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let exposed = try await runtime.expose(3000)
             let port = exposed.port
@@ -152,7 +153,7 @@ struct NetworkingExposeTests {
 
     @Test("dispose() ends piped connections and frees the host port")
     func disposeFreesPort() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let exposed = try await runtime.expose(3000)
             let port = exposed.port
@@ -170,7 +171,7 @@ struct NetworkingExposeTests {
 
     @Test("a connection to an exposed port nobody listens on in the guest is closed, not left hanging")
     func nothingListening() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             let exposed = try await runtime.expose(3999)
             let client = try await HostSocket.connect(port: exposed.port)
             defer { client.close() }
@@ -194,7 +195,7 @@ struct NetworkingExposeTests {
     private static func endOfStream(_ client: HostSocket) async throws -> Bool {
         do {
             return try await client.receiveSome().isEmpty
-        } catch let failure as HostSocketFailure where failure.errno == ECONNRESET {
+        } catch let failure as HostCallError where failure.errno == ECONNRESET {
             return true
         }
     }

@@ -1,10 +1,11 @@
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 /// A guest that misbehaves at the HTTP level fails the one fetch with a
 /// typed error, promptly, and leaves the runtime serving other requests.
-@Suite("Networking: failing guests", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: failing guests", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingFailureTests {
     /// Starts the misbehaving servers and a well-behaved one on 3000.
     private func startServers(_ runtime: NodeRuntime) async throws -> StartedGuest {
@@ -33,7 +34,7 @@ struct NetworkingFailureTests {
 
     @Test("a guest that closes mid-body (10 of 100 bytes) fails the fetch with .protocolError, without hanging")
     func closesMidBody() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await startServers(runtime)
             let clock = ContinuousClock()
             let started = clock.now
@@ -49,7 +50,7 @@ struct NetworkingFailureTests {
 
     @Test("a streamed body that breaks off hands over the bytes that came, then throws .protocolError")
     func closesMidBodyStreaming() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await startServers(runtime)
             let received = ByteCollector()
             let error = await #expect(throws: SecureExecError.self) {
@@ -65,7 +66,7 @@ struct NetworkingFailureTests {
 
     @Test("a guest that answers with garbage fails the fetch with .protocolError")
     func garbage() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await startServers(runtime)
             let error = await #expect(throws: SecureExecError.self) {
                 try await runtime.fetch(4003, timeout: .seconds(20))

@@ -1,3 +1,5 @@
+import TestSupport
+
 /// The guest servers of the networking suites.
 enum NetworkingGuests {
     /// An HTTP server on `host`:`port` whose routes are the behaviours the tests check.

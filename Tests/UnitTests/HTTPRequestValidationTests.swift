@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Supervisor
+import Supervisor
 
 /// Requests that could be misread on the wire (header injection, request
 /// smuggling through the path, empty tokens) are refused before anything is
