@@ -79,16 +79,34 @@ let package = Package(
             path: "Examples/RunToCompletion",
             swiftSettings: strict
         ),
+        // What the test targets share: runtimes disposed on every path, output
+        // collectors, host programs, /proc readings, host files, the root gate.
+        .target(
+            name: "TestSupport",
+            dependencies: ["SecureExec"],
+            path: "Tests/TestSupport",
+            swiftSettings: strict
+        ),
+        // Tests that need neither root nor a sandbox (input rules, parsers, the
+        // ELF reader): `swift test --filter SecureExecUnitTests` runs them anywhere.
+        // The supervisor's `package` declarations are visible here; CNamespaces
+        // is for tests of the init protocol's encoding.
+        .testTarget(
+            name: "SecureExecUnitTests",
+            dependencies: ["SecureExec", "CNamespaces", "TestSupport"],
+            path: "Tests/UnitTests",
+            swiftSettings: strict
+        ),
+        // Real sandboxes, so root (suites marked `.needsRoot`).
         .testTarget(
             name: "SecureExecTests",
-            dependencies: ["SecureExec", "CNamespaces"],
+            dependencies: ["SecureExec", "CNamespaces", "TestSupport"],
             path: "Tests/SecureExecTests",
             swiftSettings: strict
         ),
-        // Tests that need no root and no sandbox: `swift test --filter SecureExecUnitTests` runs anywhere.
-        .testTarget(name: "SecureExecUnitTests", dependencies: ["SecureExec", "CNamespaces"], path: "Tests/UnitTests", swiftSettings: strict),
         // Process-wide resource counts (fds, threads, mounts): run alone with `swift test --filter SecureExecLeakTests`.
-        .testTarget(name: "SecureExecLeakTests", dependencies: ["SecureExec"], path: "Tests/LeakTests", swiftSettings: strict),
+        .testTarget(
+            name: "SecureExecLeakTests", dependencies: ["SecureExec", "TestSupport"], path: "Tests/LeakTests", swiftSettings: strict),
         // A host that owns a sandbox and can be SIGKILLed by the leak tests.
         .executableTarget(name: "secure-exec-test-host", dependencies: ["SecureExec"], path: "Tests/TestHost", swiftSettings: strict),
     ],

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 /// no orphans). Counts are process-wide, so this target runs alone:
 /// `swift test --filter SecureExecLeakTests`.
 @Suite(
-    "Host resources and orphans", .serialized, .enabled(if: Privileges.isRoot || Privileges.isCI),
+    "Host resources and orphans", .serialized, .needsRoot,
     .timeLimit(.minutes(1)))
 struct LeakTests {
     /// One full runtime lifetime: create, spawn `console.log(1)`, wait, dispose.
@@ -57,17 +58,12 @@ struct LeakTests {
     @Test("SIGKILL of the host process ends its sandbox's init and guest")
     func killedHostLeavesNoOrphans() async throws {
         let marker = UUID().uuidString
-        let host = try HostProgram(BuildProducts.path("secure-exec-test-host"), arguments: [marker])
+        let host = try TestHost.start([marker])
         defer {
             host.stop()
             HostCensus.removeCgroups(ofSupervisors: [host.pid])
         }
-        do {
-            try await host.stdout.waitUntilContains("READY", timeout: .seconds(20))
-        } catch {
-            Issue.record("secure-exec-test-host never said READY; its stderr: \(host.stderr.text)")
-            throw error
-        }
+        try await host.waitUntilReady(timeout: .seconds(20))
 
         // Control: before the kill the census finds exactly this host's init and guest.
         let inits = HostCensus.children(of: host.pid).filter(\.isSandboxInit)
@@ -85,19 +81,19 @@ struct LeakTests {
 
         let sandboxPIDs = (inits + guests).map(\.pid)
         let alive = { sandboxPIDs.compactMap(HostCensus.process).filter { $0.state != "Z" } }
-        let gone = await HostCensus.poll(for: .seconds(5)) { alive().isEmpty }
+        let gone = await poll(for: .seconds(5)) { alive().isEmpty }
         #expect(gone, "still running 5 s after the host was killed: \(alive())")
     }
 
     @Test("a stray fork of the host holding the control socket does not keep the sandbox alive")
     func strayForkDoesNotKeepSandbox() async throws {
         let marker = UUID().uuidString
-        let host = try HostProgram(BuildProducts.path("secure-exec-test-host"), arguments: [marker, "--stray-fork"])
+        let host = try TestHost.start([marker, "--stray-fork"])
         defer {
             host.stop()
             HostCensus.removeCgroups(ofSupervisors: [host.pid])
         }
-        try await host.stdout.waitUntilContains("READY", timeout: .seconds(20))
+        try await host.waitUntilReady(timeout: .seconds(20))
         let strayLine = try #require(host.stdout.lines.first { $0.hasPrefix("STRAY ") })
         let stray = try #require(Int32(strayLine.dropFirst("STRAY ".count)))
         // Killing the stray child closes the pipes, so `host.stop()` can reap the host.
@@ -108,13 +104,13 @@ struct LeakTests {
         kill(host.pid, SIGKILL)
         // (Foundation reports the exit only once the pipes close, which the
         // stray child prevents: watch /proc instead.)
-        let hostDead = await HostCensus.poll(for: .seconds(10)) {
+        let hostDead = await poll(for: .seconds(10)) {
             HostCensus.process(host.pid).map { $0.state == "Z" } ?? true
         }
         #expect(hostDead)
         // The stray child still holds the control socket; init must go anyway.
         #expect(HostCensus.process(stray) != nil, "the stray fork is still alive")
-        let gone = await HostCensus.poll(for: .seconds(5)) {
+        let gone = await poll(for: .seconds(5)) {
             inits.compactMap { HostCensus.process($0.pid) }.allSatisfy { $0.state == "Z" }
         }
         #expect(gone, "the sandbox outlived its host because a fork held its socket")

@@ -98,9 +98,14 @@ static const char *err_name(int err) {
     return name ? name : "E?";
 }
 
-static int report(const char *verdict, int code, const char *format, va_list args) {
+/* Prints the probe's one line, "<VERDICT> <probe> <detail>", and returns the
+ * exit code that goes with the verdict. */
+__attribute__((format(printf, 3, 4))) static int report(const char *verdict, int code, const char *format, ...) {
     char detail[1024];
+    va_list args;
+    va_start(args, format);
     vsnprintf(detail, sizeof detail, format, args);
+    va_end(args);
     for (char *c = detail; *c; c++) {
         if (*c == '\n') *c = ' ';
     }
@@ -109,29 +114,10 @@ static int report(const char *verdict, int code, const char *format, va_list arg
     return code;
 }
 
-__attribute__((format(printf, 1, 2))) static int blocked(const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    int code = report("BLOCKED", 0, format, args);
-    va_end(args);
-    return code;
-}
-
-__attribute__((format(printf, 1, 2))) static int escaped(const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    int code = report("ESCAPED", 1, format, args);
-    va_end(args);
-    return code;
-}
-
-__attribute__((format(printf, 1, 2))) static int error(const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    int code = report("ERROR", 2, format, args);
-    va_end(args);
-    return code;
-}
+/* The attempt failed as it must (exit 0), got through (exit 1), or could not be made (exit 2). */
+#define blocked(...) report("BLOCKED", 0, __VA_ARGS__)
+#define escaped(...) report("ESCAPED", 1, __VA_ARGS__)
+#define error(...) report("ERROR", 2, __VA_ARGS__)
 
 /* The result of a call the seccomp filter must deny: EPERM, nothing else. */
 static int expect_denied(long result, int err, const char *call) {
@@ -880,8 +866,8 @@ static int p_whoami(int argc, char **argv) {
     uid_t uid = getuid(), euid = geteuid();
     gid_t gid = getgid(), egid = getegid();
     int ok = euid != 0 && egid != 0 && is_zero_mask(permitted) && is_zero_mask(effective);
-    return (ok ? blocked : escaped)("uid=%u euid=%u gid=%u egid=%u CapPrm=%s CapEff=%s", uid, euid, gid, egid,
-                                    permitted, effective);
+    return report(ok ? "BLOCKED" : "ESCAPED", ok ? 0 : 1, "uid=%u euid=%u gid=%u egid=%u CapPrm=%s CapEff=%s", uid, euid,
+                  gid, egid, permitted, effective);
 }
 
 /* ---- files ---- */

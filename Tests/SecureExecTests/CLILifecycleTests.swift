@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -9,7 +10,7 @@ import Glibc
 /// process: one Ctrl-C always ends `run` and `serve` (SIGTERM, then SIGKILL
 /// after the grace period), a second kills at once, the last line says how
 /// the guest ended; no input traps; limits and truncation are named.
-@Suite("CLI lifecycle", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("CLI lifecycle", .needsRoot, .timeLimit(.minutes(2)))
 struct CLILifecycleTests {
     static var cli: String { CLITests.cli }
 
@@ -39,13 +40,12 @@ struct CLILifecycleTests {
         return try await body(program)
     }
 
-    /// A JavaScript file in a fresh temporary directory, removed by `cleanup`.
-    func script(_ source: String) throws -> (path: String, cleanup: () -> Void) {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-life-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let file = directory.appendingPathComponent("server.js")
-        try source.write(to: file, atomically: true, encoding: .utf8)
-        return (file.path, { try? FileManager.default.removeItem(at: directory) })
+    /// Runs `body` with the path of `stubbornServer` written to a fresh host directory, removed afterwards.
+    func withStubbornServer<T>(_ body: (String) async throws -> T) async throws -> T {
+        try await withHostDirectory { directory in
+            try HostFiles.write(directory + "/server.js", Self.stubbornServer)
+            return try await body(directory + "/server.js")
+        }
     }
 
     // MARK: - One signal always ends it
@@ -65,37 +65,37 @@ struct CLILifecycleTests {
 
     @Test("serve: one SIGINT ends a server that ignores SIGTERM, exits 0, removes the sandbox")
     func serveStubbornServer() async throws {
-        let server = try script(Self.stubbornServer)
-        defer { server.cleanup() }
-        try await withCLI(["serve", server.path, "--port", "3000"]) { program in
-            try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
-            let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
-            #expect(sandbox.count == 1)
-            kill(program.pid, SIGINT)
-            let (status, reason) = try await program.waitForExit(timeout: .seconds(10))
-            #expect(reason == .exit && status == 0, "an operator's stop is a clean exit; stderr: \(program.stderr.text)")
-            #expect(program.stdout.text.contains("got SIGTERM"))
-            #expect(program.stderr.lines.last == "secure-exec: guest killed by SIGKILL after it ignored SIGTERM for 1s")
-            let gone = await HostCensus.poll(for: .seconds(5)) { sandbox.allSatisfy { HostCensus.process($0.pid) == nil } }
-            #expect(gone, "no sandbox process survives the CLI")
+        try await withStubbornServer { server in
+            try await withCLI(["serve", server, "--port", "3000"]) { program in
+                try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
+                let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
+                #expect(sandbox.count == 1)
+                kill(program.pid, SIGINT)
+                let (status, reason) = try await program.waitForExit(timeout: .seconds(10))
+                #expect(reason == .exit && status == 0, "an operator's stop is a clean exit; stderr: \(program.stderr.text)")
+                #expect(program.stdout.text.contains("got SIGTERM"))
+                #expect(program.stderr.lines.last == "secure-exec: guest killed by SIGKILL after it ignored SIGTERM for 1s")
+                let gone = await poll(for: .seconds(5)) { sandbox.allSatisfy { HostCensus.process($0.pid) == nil } }
+                #expect(gone, "no sandbox process survives the CLI")
+            }
         }
     }
 
     @Test("serve --json: SIGTERM with --grace 200ms ends with an exited event that says why")
     func serveJSONEnding() async throws {
-        let server = try script(Self.stubbornServer)
-        defer { server.cleanup() }
-        try await withCLI(["serve", server.path, "--port", "3000", "--grace", "200ms", "--json"]) { program in
-            try await program.stdout.waitUntilContains("\"listening\"", timeout: .seconds(30))
-            kill(program.pid, SIGTERM)
-            let (status, _) = try await program.waitForExit(timeout: .seconds(10))
-            #expect(status == 0)
-            let last = try #require(program.stdout.lines.last)
-            let event = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
-            #expect(event["event"] as? String == "exited")
-            #expect(event["reason"] as? String == "signaled")
-            #expect(event["signal"] as? String == "SIGKILL")
-            #expect(event["message"] as? String == "guest killed by SIGKILL after it ignored SIGTERM for 200ms")
+        try await withStubbornServer { server in
+            try await withCLI(["serve", server, "--port", "3000", "--grace", "200ms", "--json"]) { program in
+                try await program.stdout.waitUntilContains("\"listening\"", timeout: .seconds(30))
+                kill(program.pid, SIGTERM)
+                let (status, _) = try await program.waitForExit(timeout: .seconds(10))
+                #expect(status == 0)
+                let last = try #require(program.stdout.lines.last)
+                let event = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+                #expect(event["event"] as? String == "exited")
+                #expect(event["reason"] as? String == "signaled")
+                #expect(event["signal"] as? String == "SIGKILL")
+                #expect(event["message"] as? String == "guest killed by SIGKILL after it ignored SIGTERM for 200ms")
+            }
         }
     }
 
@@ -118,21 +118,21 @@ struct CLILifecycleTests {
     /// With a grace of an hour, only the second signal can end it in time.
     @Test("a second SIGINT kills at once", arguments: ["run", "serve"])
     func secondInterruptKills(_ command: String) async throws {
-        let server = try script(Self.stubbornServer)
-        defer { server.cleanup() }
-        let arguments = command == "run"
-            ? ["run", "--grace", "1h", "-e", Self.stubbornGuest]
-            : ["serve", server.path, "--port", "3000", "--grace", "1h"]
-        try await withCLI(arguments) { program in
-            try await (command == "run" ? program.stdout : program.stderr)
-                .waitUntilContains("ready", timeout: .seconds(30))
-            kill(program.pid, SIGINT)
-            // The first reached the guest; the CLI is now in its hour of grace.
-            try await program.stdout.waitUntilContains("got SIGTERM", timeout: .seconds(10))
-            kill(program.pid, SIGINT)
-            let (status, _) = try await program.waitForExit(timeout: .seconds(10))
-            #expect(status == (command == "run" ? 128 + SIGKILL : 0), "stderr: \(program.stderr.text)")
-            #expect(program.stderr.lines.last == "secure-exec: guest killed by SIGKILL at the second interrupt")
+        try await withStubbornServer { server in
+            let arguments = command == "run"
+                ? ["run", "--grace", "1h", "-e", Self.stubbornGuest]
+                : ["serve", server, "--port", "3000", "--grace", "1h"]
+            try await withCLI(arguments) { program in
+                try await (command == "run" ? program.stdout : program.stderr)
+                    .waitUntilContains("ready", timeout: .seconds(30))
+                kill(program.pid, SIGINT)
+                // The first reached the guest; the CLI is now in its hour of grace.
+                try await program.stdout.waitUntilContains("got SIGTERM", timeout: .seconds(10))
+                kill(program.pid, SIGINT)
+                let (status, _) = try await program.waitForExit(timeout: .seconds(10))
+                #expect(status == (command == "run" ? 128 + SIGKILL : 0), "stderr: \(program.stderr.text)")
+                #expect(program.stderr.lines.last == "secure-exec: guest killed by SIGKILL at the second interrupt")
+            }
         }
     }
 
@@ -268,29 +268,29 @@ struct CLILifecycleTests {
     /// they go, and that what gc prints about them names the dead supervisor.
     @Test("gc removes the cgroups of a SIGKILLed serve")
     func gcAfterKill() async throws {
-        let server = try script(Self.stubbornServer)
-        defer { server.cleanup() }
-        let program = try HostProgram(Self.cli, arguments: ["serve", server.path, "--port", "3000"])
-        defer {
-            program.stop()
-            HostCensus.removeCgroups(ofSupervisors: [program.pid])  // only if the test failed before gc
+        try await withStubbornServer { server in
+            let program = try HostProgram(Self.cli, arguments: ["serve", server, "--port", "3000"])
+            defer {
+                program.stop()
+                HostCensus.removeCgroups(ofSupervisors: [program.pid])  // only if the test failed before gc
+            }
+            try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
+            #expect(!HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, "serve made its cgroups")
+            kill(program.pid, SIGKILL)
+            try await program.waitForExit(includingOutput: false, timeout: .seconds(10))
+            var printed: [String] = []
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while !HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, ContinuousClock.now < deadline {
+                // The kernel may still be emptying the cgroups: gc leaves those for its next call.
+                let result = try await CLITests().run(["gc"])
+                #expect(result.status == 0)
+                printed += result.stdout.split(separator: "\n").map(String.init).filter { $0.contains("secure-exec-\(program.pid)-") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let gone = HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty
+            #expect(gone, "left: \(HostCensus.sandboxCgroups(ofSupervisors: [program.pid]))")
+            #expect(printed.allSatisfy { $0.hasPrefix("removed cgroup ") && $0.hasSuffix("(supervisor \(program.pid) is gone)") },
+                    "\(printed)")
         }
-        try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
-        #expect(!HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, "serve made its cgroups")
-        kill(program.pid, SIGKILL)
-        try await program.waitForExit(includingOutput: false, timeout: .seconds(10))
-        var printed: [String] = []
-        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
-        while !HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty, ContinuousClock.now < deadline {
-            // The kernel may still be emptying the cgroups: gc leaves those for its next call.
-            let result = try await CLITests().run(["gc"])
-            #expect(result.status == 0)
-            printed += result.stdout.split(separator: "\n").map(String.init).filter { $0.contains("secure-exec-\(program.pid)-") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let gone = HostCensus.sandboxCgroups(ofSupervisors: [program.pid]).isEmpty
-        #expect(gone, "left: \(HostCensus.sandboxCgroups(ofSupervisors: [program.pid]))")
-        #expect(printed.allSatisfy { $0.hasPrefix("removed cgroup ") && $0.hasSuffix("(supervisor \(program.pid) is gone)") },
-                "\(printed)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -7,9 +8,9 @@ import Glibc
 
 /// The `secure-exec` CLI, run as a real process the way operators and
 /// scripts run it: exit codes, limits, serve with expose, check, bad flags.
-@Suite("CLI", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("CLI", .needsRoot, .timeLimit(.minutes(2)))
 struct CLITests {
-    static var cli: String { BuildProducts.path("secure-exec") }
+    static var cli: String { PackagePaths.product("secure-exec") }
 
     /// Runs the CLI to completion (posix_spawn through HostProgram: Foundation's
     /// Process crashed when many ran at once); its pipes and its wait are read
@@ -47,41 +48,42 @@ struct CLITests {
 
     @Test("serve --expose is reachable from the host, and SIGINT removes the sandbox")
     func serveExposeInterrupt() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-serve-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let server = directory.appendingPathComponent("server.js")
-        try """
-            require("node:http").createServer((req, res) => res.end("served " + req.url))
-              .listen(3000, "127.0.0.1");
-            """.write(to: server, atomically: true, encoding: .utf8)
+        try await withHostDirectory { directory in
+            let server = directory + "/server.js"
+            try HostFiles.write(
+                server,
+                """
+                require("node:http").createServer((req, res) => res.end("served " + req.url))
+                  .listen(3000, "127.0.0.1");
+                """)
 
-        let program = try HostProgram(
-            Self.cli, arguments: ["serve", server.path, "--port", "3000", "--expose", "127.0.0.1:0", "--json"])
-        defer { program.stop() }
-        try await program.stdout.waitUntilContains("\"exposed\"", timeout: .seconds(30))
-        let events = program.stdout.lines.compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            let program = try HostProgram(
+                Self.cli, arguments: ["serve", server, "--port", "3000", "--expose", "127.0.0.1:0", "--json"])
+            defer { program.stop() }
+            try await program.stdout.waitUntilContains("\"exposed\"", timeout: .seconds(30))
+            let events = program.stdout.lines.compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            #expect(events.map { $0["event"] as? String } == ["spawned", "listening", "exposed"])
+            let url = try #require(events.last?["url"] as? String)
+            let port = try #require(Int(url.split(separator: ":").last!.trimmingCharacters(in: CharacterSet(charactersIn: "/"))))
+
+            let client = try await HostSocket.connect(port: port)
+            try await client.send("GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            let response = String(decoding: try await client.receive(through: "served /hello"), as: UTF8.self)
+            #expect(response.hasPrefix("HTTP/1.1 200"))
+
+            let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
+            #expect(sandbox.count == 1, "serve runs exactly one sandbox")
+            kill(program.pid, SIGINT)
+            let (status, _) = try await program.waitForExit(timeout: .seconds(20))
+            #expect(status == 0, "an operator's stop is a clean exit")
+            #expect(program.stdout.lines.last?.contains("\"exited\"") == true)
+            let gone = await poll(for: .seconds(5)) {
+                sandbox.allSatisfy { HostCensus.process($0.pid) == nil }
+            }
+            #expect(gone, "no sandbox process survives the CLI")
         }
-        #expect(events.map { $0["event"] as? String } == ["spawned", "listening", "exposed"])
-        let url = try #require(events.last?["url"] as? String)
-        let port = try #require(Int(url.split(separator: ":").last!.trimmingCharacters(in: CharacterSet(charactersIn: "/"))))
-
-        let client = try await HostSocket.connect(port: port)
-        try await client.send("GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        let response = String(decoding: try await client.receive(through: "served /hello"), as: UTF8.self)
-        #expect(response.hasPrefix("HTTP/1.1 200"))
-
-        let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
-        #expect(sandbox.count == 1, "serve runs exactly one sandbox")
-        kill(program.pid, SIGINT)
-        let (status, _) = try await program.waitForExit(timeout: .seconds(20))
-        #expect(status == 0, "an operator's stop is a clean exit")
-        #expect(program.stdout.lines.last?.contains("\"exited\"") == true)
-        let gone = await HostCensus.poll(for: .seconds(5)) {
-            sandbox.allSatisfy { HostCensus.process($0.pid) == nil }
-        }
-        #expect(gone, "no sandbox process survives the CLI")
     }
 
     @Test("check passes on this machine and its JSON has the expected fields")
@@ -100,18 +102,16 @@ struct CLITests {
 
     @Test("run FILE never follows a symlink on the host: a script that is a link to a secret is refused, unread")
     func scriptSymlinkRefused() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cli-link-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let secret = directory + "/secret.txt"
-        try "SECRET_TOKEN=abc123\n".write(toFile: secret, atomically: true, encoding: .utf8)
-        chmod(secret, 0o600)
-        try FileManager.default.createSymbolicLink(atPath: directory + "/main.js", withDestinationPath: secret)
-        let result = try await run(["run", "--json", directory + "/main.js"])
-        #expect(result.status == 64, "stderr: \(result.stderr)")
-        #expect(result.stderr.contains("symlink"), "stderr: \(result.stderr)")
-        #expect(!result.stdout.contains("spawned"))
-        #expect(!(result.stdout + result.stderr).contains("abc123"))
+        try await withHostDirectory { directory in
+            let secret = directory + "/secret.txt"
+            try HostFiles.write(secret, "SECRET_TOKEN=abc123\n", mode: 0o600)
+            try HostFiles.symlink(directory + "/main.js", to: secret)
+            let result = try await run(["run", "--json", directory + "/main.js"])
+            #expect(result.status == 64, "stderr: \(result.stderr)")
+            #expect(result.stderr.contains("symlink"), "stderr: \(result.stderr)")
+            #expect(!result.stdout.contains("spawned"))
+            #expect(!(result.stdout + result.stderr).contains("abc123"))
+        }
     }
 
     /// With `--json`, anything started would print a "spawned" event first;

@@ -1,12 +1,13 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 /// A guest process handle tells the truth about its process (README,
 /// "The API"): signals end it and are reported as such,
 /// exit codes come back exactly, `dispose()` ends even a guest that ignores
 /// SIGTERM, stdin reaches it, and nothing it wrote before exiting is lost.
-@Suite("Guest process lifecycle", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Guest process lifecycle", .needsRoot, .timeLimit(.minutes(1)))
 struct GuestProcessTests {
     /// Keeps node alive until something ends it.
     static let runsForever = "setInterval(() => {}, 1000);"

@@ -1,11 +1,12 @@
 import CNamespaces
+import TestSupport
 import Testing
 
 @testable import SecureExec
 
 /// Init answers every request, including ones it cannot act on, with the
 /// request's id: the caller hears why instead of waiting forever.
-@Suite("Init protocol: answers", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Init protocol: answers", .needsRoot, .timeLimit(.minutes(1)))
 struct InitAnswerTests {
     @Test("an unknown request kind is answered, to its sender, as a protocol error naming the reason")
     func unknownRequest() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Glibc
 /// own user, net, mount, pid, ipc and uts namespaces, has only a loopback
 /// interface, a root holding nothing of the host's but `node` and its
 /// libraries, a clean environment, and a non-root uid.
-@Suite("Isolation from the host", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Isolation from the host", .needsRoot, .timeLimit(.minutes(1)))
 struct IsolationTests {
     /// What a guest reports about the machine it runs on.
     struct GuestView: Decodable {
@@ -52,7 +53,7 @@ struct IsolationTests {
 
     /// Runs the probe in a fresh runtime, looking for `hostPath` from inside.
     func guestView(network: Permissions.Access = .deny, hostPath: String = #filePath) async throws -> GuestView {
-        let guest = try await withRuntime(network: network) { runtime in
+        let guest = try await withRuntime(permissions: Permissions(network: network)) { runtime in
             try await runtime.runGuest(Self.viewProbe, arguments: [hostPath])
         }
         try #require(guest.termination == .exited(0), "the probe failed: \(guest.stderr)")

@@ -1,10 +1,11 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// Code runs unchanged whichever module system it is written for (README,
 /// "The API"): an ES module with `import` and a CommonJS script with
 /// `require` both start and print, with nothing extra on stderr.
-@Suite("ES modules and CommonJS", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("ES modules and CommonJS", .needsRoot, .timeLimit(.minutes(1)))
 struct ModuleFormatTests {
     @Test("an ES module importing node:os runs")
     func esModule() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -9,14 +10,14 @@ import Glibc
 /// A guest allowed to use the network still has only its sandbox's own
 /// loopback (README, "Security model": no route out): the host's
 /// 127.0.0.1 services and the outside world are unreachable.
-@Suite("No way out of the sandbox's network", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("No way out of the sandbox's network", .needsRoot, .timeLimit(.minutes(1)))
 struct HostNetworkIsolationTests {
     @Test("a server on the host's 127.0.0.1 is refused to a guest and sees no connection")
     func hostLoopbackUnreachable() async throws {
         let listener = try EscapeHostListener(.ipv4Loopback)
         defer { listener.close() }
 
-        let client = try await withRuntime(network: .allow) { runtime in
+        let client = try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             try await runtime.runGuest(GuestPrograms.tcpConnect(host: "127.0.0.1", port: listener.port))
         }
 
@@ -30,7 +31,7 @@ struct HostNetworkIsolationTests {
 
     @Test("a guest has no route off its loopback")
     func noRouteOut() async throws {
-        let client = try await withRuntime(network: .allow) { runtime in
+        let client = try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             // 192.0.2.1 is TEST-NET-1: never a real host, so only the missing route can answer.
             try await runtime.runGuest(GuestPrograms.tcpConnect(host: "192.0.2.1", port: 80))
         }
@@ -42,11 +43,11 @@ struct HostNetworkIsolationTests {
 /// Processes in one runtime share a loopback like processes on one machine,
 /// and separate runtimes never share one (README, "The API"): two
 /// runtimes can each serve port 3000, and neither can reach the other.
-@Suite("Loopback per runtime", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Loopback per runtime", .needsRoot, .timeLimit(.minutes(1)))
 struct LoopbackSharingTests {
     @Test("a guest client reaches a guest server in the same runtime")
     func guestsShareLoopback() async throws {
-        try await withRuntime(network: .allow) { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             let server = try await runtime.startGuest(GuestPrograms.server(port: 4000, body: "served on 4000"))
             try await runtime.waitForListener(port: 4000, process: server.process)
 
@@ -60,8 +61,8 @@ struct LoopbackSharingTests {
 
     @Test("two runtimes each serve port 3000 and cannot reach each other")
     func runtimesAreSeparate() async throws {
-        try await withRuntime(network: .allow) { a in
-            try await withRuntime(network: .allow) { b in
+        try await withRuntime(permissions: Permissions(network: .allow)) { a in
+            try await withRuntime(permissions: Permissions(network: .allow)) { b in
                 let serverA = try await a.startGuest(GuestPrograms.server(port: 3000, body: "A"))
                 let serverB = try await b.startGuest(GuestPrograms.server(port: 3000, body: "B"))
                 // Only B serves 3001: if A's guests could reach B's loopback, they would get "B-3001".

@@ -1,4 +1,5 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// Network is denied unless asked for (README, "Security model":
@@ -6,7 +7,7 @@ import Testing
 /// than a hang: the dev server's `listen` errors with EPERM, and
 /// `waitForListener` reports the exit and its stderr at once instead of
 /// waiting out its timeout.
-@Suite("Network denied by default", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Network denied by default", .needsRoot, .timeLimit(.minutes(1)))
 struct NetworkPermissionTests {
     @Test("the seed dev server cannot listen and waitForListener reports its exit and stderr")
     func devServerDenied() async throws {

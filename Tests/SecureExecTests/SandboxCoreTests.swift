@@ -1,17 +1,18 @@
 import Foundation
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 /// The seed scenario everything is measured against (README, "Two
 /// commands"): a user's `node:http` dev server boots in a sandbox, prints its
 /// line, and the host reaches `/health` and `/` through the kernel; the
 /// example program prints exactly the six lines the design promises.
-@Suite("Dev server scenario", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Dev server scenario", .needsRoot, .timeLimit(.minutes(1)))
 struct DevServerScenarioTests {
     @Test("the seed dev server prints its line and answers /health and / through the kernel")
     func seedDevServerAnswers() async throws {
-        try await withRuntime(network: .allow) { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             let server = try await runtime.startGuest(GuestPrograms.devServer)
             try await runtime.waitForListener(port: 3000, process: server.process)
 
@@ -35,7 +36,7 @@ struct DevServerScenarioTests {
 
     @Test("the dev-server example program prints the six lines the README shows")
     func exampleProgramOutput() async throws {
-        let example = BuildProducts.path("dev-server-example")
+        let example = PackagePaths.product("dev-server-example")
         try #require(
             FileManager.default.isExecutableFile(atPath: example),
             "build it first: swift build --build-tests (looked for \(example))")
@@ -65,7 +66,7 @@ struct DevServerScenarioTests {
 /// `withNodeRuntime` disposes even when its body throws (Swift has no async
 /// `finally`), `dispose()` may be called more than once and from several
 /// tasks, and a disposed runtime refuses new work with `.disposed`.
-@Suite("Runtime lifetime", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Runtime lifetime", .needsRoot, .timeLimit(.minutes(1)))
 struct RuntimeLifetimeTests {
     struct BodyFailed: Error {}
 

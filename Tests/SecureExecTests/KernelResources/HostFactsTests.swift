@@ -1,12 +1,13 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 /// /proc files that describe the host rather than the sandbox (how it
 /// booted, its kernel configuration, modules, disks, swap, its boot id) read
 /// as empty in a guest, or do not exist there, while the host's own are not
 /// empty.
-@Suite("Kernel resources: host facts are masked in /proc", .enabled(if: KernelGate.enabled), .timeLimit(.minutes(1)))
+@Suite("Kernel resources: host facts are masked in /proc", .needsRoot, .timeLimit(.minutes(1)))
 struct HostFactsTests {
     static let files = [
         "/proc/cmdline", "/proc/config.gz", "/proc/bootconfig", "/proc/sys/kernel/random/boot_id", "/proc/modules",
@@ -28,15 +29,15 @@ struct HostFactsTests {
     @Test("cmdline, config.gz, boot_id, modules, disks, swaps, hardware, memory detail and pressure read as empty or are absent")
     func hostFactsMasked() async throws {
         // Only files the host really has say anything; the host must have most of them.
-        let present = Self.files.filter { (KernelProc.readBytes($0)?.count ?? 0) > 0 }
+        let present = Self.files.filter { (HostCensus.readBytes($0)?.count ?? 0) > 0 }
         try #require(present.count >= 4, "the host itself has almost none of \(Self.files): only \(present)")
-        let seen = try await withKernelRuntime { runtime in
+        let seen = try await withRuntime { runtime in
             let guest = try await runtime.runGuest(Self.reader, arguments: Self.files)
             try #require(guest.termination == .exited(0), "\(guest.stderr)")
             return try guest.json([String: String].self)
         }
         for path in present {
-            let hostBytes = KernelProc.readBytes(path)?.count ?? 0
+            let hostBytes = HostCensus.readBytes(path)?.count ?? 0
             let guestView = try #require(seen[path], "no reading of \(path)")
             #expect(
                 guestView == "bytes 0" || guestView.hasPrefix("absent "),
@@ -50,8 +51,8 @@ struct HostFactsTests {
 
     @Test("the guest's boot id is not the host's (control: the guest can read /proc/sys/kernel/random/uuid)")
     func bootIDNotShared() async throws {
-        let hostBootID = try #require(KernelProc.readText("/proc/sys/kernel/random/boot_id"))
-        let guest = try await withKernelRuntime { runtime in
+        let hostBootID = try #require(HostCensus.readText("/proc/sys/kernel/random/boot_id"))
+        let guest = try await withRuntime { runtime in
             try await runtime.runGuest(
                 """
                 const fs = require("fs");

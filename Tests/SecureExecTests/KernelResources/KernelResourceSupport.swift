@@ -1,67 +1,28 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Helpers for the kernel-resource suites (KernelResources/*.swift): runtimes
-// disposed on every path, where a sandbox lives on the host (its init, its
-// host uid range, its cgroups), host-side counts (inotify instances, TCP
-// memory), uid slot files and leftover records. Every name starts with
-// `Kernel` so the other suites' helpers never collide with these.
-
-/// Whether these suites run: they build sandboxes, which needs root. Under
-/// `CI=true` they run anyway, so a CI job without root fails instead of skipping.
-enum KernelGate {
-    static var enabled: Bool { Privileges.isRoot || Privileges.isCI }
-}
-
-/// A prerequisite or a host reading the test needs is missing.
-struct KernelTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Creates a runtime, runs `body` with it and disposes it afterwards, whether
-/// `body` returns, throws or is cancelled. A disposal that has not returned
-/// after `disposeDeadline` is recorded as an issue instead of hanging the run.
-func withKernelRuntime<Result: Sendable>(
-    permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
-    disposeDeadline: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
-    _ body: (NodeRuntime) async throws -> Result
-) async throws -> Result {
-    let runtime = try await NodeRuntime.create(permissions: permissions, limits: limits, mounts: mounts)
-    let outcome: Swift.Result<Result, any Error>
-    do {
-        outcome = .success(try await body(runtime))
-    } catch {
-        outcome = .failure(error)
-    }
-    if !(await finishes(within: disposeDeadline, { await runtime.dispose() })) {
-        Issue.record("dispose() did not return within \(disposeDeadline)", sourceLocation: sourceLocation)
-    }
-    return try outcome.get()
-}
+// Helpers for the kernel-resource suites (KernelResources/*.swift): where a
+// sandbox lives on the host (its init, its host uid range, its cgroups),
+// host-side counts (inotify instances, TCP memory), uid slot files and
+// leftover records. Every name starts with `Kernel` so the other suites'
+// helpers never collide with these.
 
 /// /proc and /sys readings of host processes.
 enum KernelProc {
-    /// The whole file with read(2) (procfs files report size 0); nil when it cannot be opened or read.
-    static func readBytes(_ path: String) -> [UInt8]? { HostCensus.readBytes(path) }
-
-    static func readText(_ path: String) -> String? {
-        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
-    }
-
     /// A whole-number file (a cgroup counter), trimmed.
     static func readNumber(_ path: String) -> Int? {
-        readText(path).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        HostCensus.readText(path).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// The real uid of `pid` on the host, from the `Uid:` line of its status.
     static func hostUID(of pid: Int32) -> UInt32? {
-        guard let status = readText("/proc/\(pid)/status") else { return nil }
+        guard let status = HostCensus.readText("/proc/\(pid)/status") else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix("Uid:") {
             return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().first.flatMap { UInt32($0) }
         }
@@ -78,7 +39,7 @@ enum KernelProc {
     /// /proc/<pid>/cgroup and this process's mount table (the mount's root is
     /// taken off the cgroup path, as for a cgroup namespace).
     static func cgroupDirectory(of pid: Int32, controller: String) -> (path: String, version: Int)? {
-        guard let membership = readText("/proc/\(pid)/cgroup"), let mounts = readText("/proc/self/mountinfo") else { return nil }
+        guard let membership = HostCensus.readText("/proc/\(pid)/cgroup"), let mounts = HostCensus.readText("/proc/self/mountinfo") else { return nil }
         var v1Mount: (root: String, point: String)?
         var v2Mount: (root: String, point: String)?
         for line in mounts.split(separator: "\n") {
@@ -115,7 +76,7 @@ enum KernelProc {
 
     /// Host-wide TCP memory in pages: the `mem` of the `TCP:` line of /proc/net/sockstat.
     static func tcpMemoryPages() -> Int? {
-        guard let text = readText("/proc/net/sockstat") else { return nil }
+        guard let text = HostCensus.readText("/proc/net/sockstat") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("TCP:") {
             let fields = line.split(separator: " ")
             if let index = fields.firstIndex(of: "mem"), index + 1 < fields.count { return Int(fields[index + 1]) }
@@ -133,7 +94,7 @@ enum KernelSandbox {
         try #require(guest.termination == .exited(0), "reading uid_map failed: \(guest.stderr)")
         let fields = guest.stdout.split(whereSeparator: \.isWhitespace)
         guard fields.count == 3, fields[0] == "0", let base = UInt32(fields[1]), fields[2] == "65536" else {
-            throw KernelTestError("unexpected uid_map in the guest: \(guest.stdout.debugDescription)")
+            throw TestFailure("unexpected uid_map in the guest: \(guest.stdout.debugDescription)")
         }
         return base
     }
@@ -146,7 +107,7 @@ enum KernelSandbox {
     /// The runtime's init pid, found through its uid range.
     static func initPID(of runtime: NodeRuntime) async throws -> Int32 {
         let base = try await uidBase(of: runtime)
-        guard let pid = initPID(uidBase: base) else { throw KernelTestError("no sandbox init runs as host uid \(base)") }
+        guard let pid = initPID(uidBase: base) else { throw TestFailure("no sandbox init runs as host uid \(base)") }
         return pid
     }
 
@@ -194,12 +155,6 @@ enum KernelSlots {
         }
         return errno == EWOULDBLOCK ? true : nil
     }
-
-    /// `stat` of `path` without following a symlink.
-    static func status(_ path: String) -> stat? {
-        var info = stat()
-        return lstat(path, &info) == 0 ? info : nil
-    }
 }
 
 /// The records of sandbox cgroups under /run/secure-exec/cgroups.
@@ -210,7 +165,7 @@ enum KernelLeftovers {
     static func records(ofSupervisor pid: Int32) -> [String: [String]] {
         var found: [String: [String]] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-            guard let text = KernelProc.readText(directory + "/" + name) else { continue }
+            guard let text = HostCensus.readText(directory + "/" + name) else { continue }
             var lines = text.split(separator: "\n").map(String.init)
             // The first line is "supervisor <pid>".
             guard !lines.isEmpty, lines.removeFirst().split(separator: " ").last == Substring("\(pid)") else { continue }
@@ -235,24 +190,4 @@ enum KernelLeftovers {
         }
         HostCensus.removeCgroups(ofSupervisors: pids)
     }
-}
-
-extension HostProgram {
-    /// Waits for "READY" on stdout; on failure the error carries the program's stderr.
-    func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
-        do {
-            try await stdout.waitUntilContains("READY", timeout: timeout)
-        } catch {
-            throw KernelTestError("secure-exec-test-host \(pid) never said READY: \(error); its stderr: \(stderr.text)")
-        }
-    }
-}
-
-/// The built secure-exec-test-host, or an error saying how to build it.
-func kernelTestHostPath() throws -> String {
-    let path = BuildProducts.path("secure-exec-test-host")
-    guard access(path, X_OK) == 0 else {
-        throw KernelTestError("\(path) is missing: build with `swift build --build-tests`")
-    }
-    return path
 }

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,26 +12,26 @@ import Glibc
 /// `NodeRuntime.reclaimLeftovers()` removes them once they are empty and says
 /// so, one line each; a cgroup that still holds a process, and every cgroup of
 /// a live sandbox, is left alone.
-@Suite("Kernel resources: leftovers of killed supervisors are reclaimed", .serialized, .enabled(if: KernelGate.enabled), .timeLimit(.minutes(2)))
+@Suite("Kernel resources: leftovers of killed supervisors are reclaimed", .serialized, .needsRoot, .timeLimit(.minutes(2)))
 struct LeftoverReclaimTests {
     /// Moves `pid` into the cgroup at `directory` (v1 or v2: both take a pid in cgroup.procs).
     static func move(_ pid: Int32, into directory: String) throws {
         let fd = open(directory + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw KernelTestError("open \(directory)/cgroup.procs: errno \(errno)") }
+        guard fd >= 0 else { throw HostCallError(step: "open \(directory)/cgroup.procs", errno: errno) }
         defer { close(fd) }
         let text = Array("\(pid)".utf8)
         guard text.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == text.count else {
-            throw KernelTestError("moving \(pid) into \(directory): errno \(errno)")
+            throw HostCallError(step: "move \(pid) into \(directory)", errno: errno)
         }
     }
 
     static func isDirectory(_ path: String) -> Bool {
-        guard let info = KernelSlots.status(path) else { return false }
+        guard let info = try? HostFiles.status(path) else { return false }
         return info.st_mode & S_IFMT == S_IFDIR
     }
 
     static func isEmptyCgroup(_ directory: String) -> Bool {
-        (KernelProc.readText(directory + "/cgroup.procs") ?? "x").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        (HostCensus.readText(directory + "/cgroup.procs") ?? "x").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
     }
 
     @Test("a SIGKILLed supervisor's cgroups are reclaimed once empty, named in the result; live ones never")
@@ -42,13 +43,13 @@ struct LeftoverReclaimTests {
             host?.stop()
             if let host { KernelLeftovers.clean(supervisors: [host.pid]) }
         }
-        try await withKernelRuntime { live in
+        try await withRuntime { live in
             // The live sandbox of this process (its first create also ran this process's own reclaim pass).
             let liveInit = try await KernelSandbox.initPID(of: live)
             let liveDirectories = ["memory", "pids"].compactMap { KernelProc.cgroupDirectory(of: liveInit, controller: $0)?.path }
             try #require(!liveDirectories.isEmpty && liveDirectories.allSatisfy { $0.contains("/secure-exec-") }, "\(liveDirectories)")
 
-            let program = try HostProgram(try kernelTestHostPath(), arguments: ["kernel-leftover-\(UUID().uuidString)"])
+            let program = try TestHost.start(["kernel-leftover-\(UUID().uuidString)"])
             host = program
             try await program.waitUntilReady()
             let inits = KernelSandbox.inits(ofSupervisor: program.pid)
@@ -70,7 +71,7 @@ struct LeftoverReclaimTests {
 
             kill(program.pid, SIGKILL)
             _ = try await program.waitForExit(includingOutput: false, timeout: .seconds(10))
-            let sandboxGone = await HostCensus.poll(for: .seconds(10)) {
+            let sandboxGone = await poll(for: .seconds(10)) {
                 (inits + guests.map(\.pid)).allSatisfy { HostCensus.process($0).map { $0.state == "Z" } ?? true }
             }
             try #require(sandboxGone, "the killed supervisor's sandbox still runs")
@@ -85,7 +86,7 @@ struct LeftoverReclaimTests {
 
             // Empty: reclaimed and named.
             sleeper.stop()
-            let emptied = await HostCensus.poll(for: .seconds(5)) { directories.allSatisfy(Self.isEmptyCgroup) }
+            let emptied = await poll(for: .seconds(5)) { directories.allSatisfy(Self.isEmptyCgroup) }
             try #require(emptied, "the sleeper's cgroups did not empty")
             var lines: [String] = []
             for _ in 0..<20 {
@@ -109,8 +110,8 @@ struct LeftoverReclaimTests {
 
     @Test("reclaimLeftovers with nothing of ours to reclaim removes no live sandbox's cgroup")
     func reclaimSparesLiveSandboxes() async throws {
-        try await withKernelRuntime { first in
-            try await withKernelRuntime { second in
+        try await withRuntime { first in
+            try await withRuntime { second in
                 var directories: [String] = []
                 for runtime in [first, second] {
                     let pid = try await KernelSandbox.initPID(of: runtime)

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ import Glibc
 /// until the kernel says EAGAIN, is then bounded by its own limit instead of
 /// growing the host-wide TCP memory. Each connection's buffers are also
 /// capped (net.ipv4.tcp_rmem / tcp_wmem at most memoryBytes/64).
-@Suite("Kernel resources: socket memory is bounded by the sandbox's limit", .serialized, .enabled(if: KernelGate.enabled), .timeLimit(.minutes(2)))
+@Suite("Kernel resources: socket memory is bounded by the sandbox's limit", .serialized, .needsRoot, .timeLimit(.minutes(2)))
 struct SocketMemoryTests {
     static let memoryBytes = 64 << 20
     static let connections = 150
@@ -72,7 +73,7 @@ struct SocketMemoryTests {
 
     @Test("the guest's per-connection buffers are capped at memoryBytes/64")
     func bufferCaps() async throws {
-        try await withKernelRuntime(permissions: Permissions(network: .allow), limits: Self.limits) { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow), limits: Self.limits) { runtime in
             let guest = try await runtime.runGuest(
                 #"for (const n of ["tcp_rmem", "tcp_wmem"]) console.log(n + " " + require("fs").readFileSync("/proc/sys/net/ipv4/" + n, "utf8").trim());"#)
             try #require(guest.termination == .exited(0), "\(guest.stderr)")
@@ -89,7 +90,7 @@ struct SocketMemoryTests {
 
     @Test("150 unread loopback connections stay within the sandbox's own TCP memory limit")
     func hoardingIsBounded() async throws {
-        try await withKernelRuntime(permissions: Permissions(network: .allow), limits: Self.limits) { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow), limits: Self.limits) { runtime in
             let initPID = try await KernelSandbox.initPID(of: runtime)
             let memory = try #require(
                 KernelProc.cgroupDirectory(of: initPID, controller: "memory"), "the sandbox init \(initPID) has no memory cgroup")
@@ -110,7 +111,7 @@ struct SocketMemoryTests {
             }
             let readUsage: @Sendable () -> Int? = {
                 if memory.version == 1 { return KernelProc.readNumber(usageFile) }
-                for line in (KernelProc.readText(usageFile) ?? "").split(separator: "\n") where line.hasPrefix("sock ") {
+                for line in (HostCensus.readText(usageFile) ?? "").split(separator: "\n") where line.hasPrefix("sock ") {
                     return Int(line.dropFirst(5))
                 }
                 return nil

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Glibc
 /// before were per network namespace, so supervisors in two of them both got
 /// slot 0). A slot is picked at random among the free ones, and one given
 /// back in the last 60 s is passed over while others are free.
-@Suite("Kernel resources: uid ranges are leased machine-wide", .enabled(if: KernelGate.enabled), .timeLimit(.minutes(2)))
+@Suite("Kernel resources: uid ranges are leased machine-wide", .needsRoot, .timeLimit(.minutes(2)))
 struct UIDSlotTests {
     /// A started secure-exec-test-host with its sandbox's host uid base.
     struct Supervisor {
@@ -25,7 +26,7 @@ struct UIDSlotTests {
     /// reads its sandbox init's host uid. The caller stops it and cleans up
     /// (`stopAll`), also when this throws after the program started.
     static func startSupervisor(into started: inout [HostProgram]) async throws -> Supervisor {
-        let program = try HostProgram(try kernelTestHostPath(), arguments: ["kernel-uid-\(UUID().uuidString)", "--new-netns"])
+        let program = try TestHost.start(["kernel-uid-\(UUID().uuidString)", "--new-netns"])
         started.append(program)
         try await program.waitUntilReady()
         let inits = KernelSandbox.inits(ofSupervisor: program.pid)
@@ -59,7 +60,7 @@ struct UIDSlotTests {
             #expect(supervisor.base >= KernelSlots.firstBase && (supervisor.base - KernelSlots.firstBase) % 65536 == 0, "\(Self.describe(supervisor.base))")
             let slot = KernelSlots.path(forBase: supervisor.base)
             #expect(KernelSlots.isLocked(slot) == true, "\(slot) is not flock-ed while supervisor \(supervisor.program.pid) holds it")
-            let text = KernelProc.readText(slot) ?? ""
+            let text = HostCensus.readText(slot) ?? ""
             #expect(text.contains("\(supervisor.program.pid)"), "\(slot) says \(text.debugDescription)")
             // The guest (uid 1000 inside) is base + 1000 on the host.
             let guests = HostCensus.children(of: supervisor.initPID).filter(\.isGuestNode)
@@ -76,7 +77,7 @@ struct UIDSlotTests {
         first.program.stop()
         // The kernel drops a dead holder's lock.
         let slot = KernelSlots.path(forBase: first.base)
-        let released = await HostCensus.poll(for: .seconds(5)) { KernelSlots.isLocked(slot) == false }
+        let released = await poll(for: .seconds(5)) { KernelSlots.isLocked(slot) == false }
         #expect(released, "\(slot) is still locked after its holder \(first.program.pid) was killed")
         // A fresh process in a fresh network namespace (the old leases gave it slot 0 again).
         let second = try await Self.startSupervisor(into: &programs)
@@ -85,7 +86,7 @@ struct UIDSlotTests {
 
     @Test("create, dispose, create: the second runtime gets a different range; the first's slot is unlocked and stamped")
     func quarantineInOneProcess() async throws {
-        let firstBase = try await withKernelRuntime { runtime in
+        let firstBase = try await withRuntime { runtime in
             let base = try await KernelSandbox.uidBase(of: runtime)
             #expect(KernelSlots.isLocked(KernelSlots.path(forBase: base)) == true)
             return base
@@ -93,15 +94,15 @@ struct UIDSlotTests {
         let slot = KernelSlots.path(forBase: firstBase)
         // Unlocked at once, unless another supervisor's scan holds it for a
         // moment (or a process being spawned still has a copy of the fd).
-        let unlocked = await HostCensus.poll(for: .seconds(3)) { KernelSlots.isLocked(slot) == false }
+        let unlocked = await poll(for: .seconds(3)) { KernelSlots.isLocked(slot) == false }
         #expect(unlocked, "\(slot) is still locked after dispose")
-        if let info = KernelSlots.status(slot) {
+        if let info = try? HostFiles.status(slot) {
             let age = Date().timeIntervalSince1970 - Double(info.st_mtim.tv_sec)
             #expect(age < 30, "the slot file was not touched on release (\(age) s old)")
         }
         var bases = [firstBase]
         for _ in 0..<3 {
-            let base = try await withKernelRuntime { runtime in try await KernelSandbox.uidBase(of: runtime) }
+            let base = try await withRuntime { runtime in try await KernelSandbox.uidBase(of: runtime) }
             #expect(!bases.contains(base), "range \(Self.describe(base)) came back within a minute: \(bases.map(Self.describe))")
             bases.append(base)
         }
@@ -110,14 +111,14 @@ struct UIDSlotTests {
     @Test("/run/secure-exec and its uid-slots directory are root's, mode 0700; slot files are root's 0600")
     func stateDirectoryIsRootOnly() async throws {
         // A runtime makes sure they exist.
-        let base = try await withKernelRuntime { runtime in try await KernelSandbox.uidBase(of: runtime) }
+        let base = try await withRuntime { runtime in try await KernelSandbox.uidBase(of: runtime) }
         for path in ["/run/secure-exec", KernelSlots.directory] {
-            let info = try #require(KernelSlots.status(path), "\(path) does not exist")
+            let info = try HostFiles.status(path)
             #expect(info.st_mode & S_IFMT == S_IFDIR, "\(path) is not a directory")
             #expect(info.st_uid == 0 && info.st_gid == 0, "\(path) belongs to \(info.st_uid):\(info.st_gid)")
             #expect(info.st_mode & 0o7777 == 0o700, "\(path) has mode \(String(info.st_mode & 0o7777, radix: 8))")
         }
-        let slot = try #require(KernelSlots.status(KernelSlots.path(forBase: base)))
+        let slot = try HostFiles.status(KernelSlots.path(forBase: base))
         #expect(slot.st_mode & S_IFMT == S_IFREG)
         #expect(slot.st_uid == 0)
         #expect(slot.st_mode & 0o077 == 0, "slot file mode \(String(slot.st_mode & 0o7777, radix: 8))")

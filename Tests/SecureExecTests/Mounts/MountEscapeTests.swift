@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Glibc
 /// subdirectory is a symlink to `/` can expose the host's root, even when a
 /// guest planted that symlink through an earlier read-write mount. A symlink
 /// a guest makes inside a mount resolves inside the sandbox, never on the host.
-@Suite("Mounts: closed to escapes", .enabled(if: MountGate.enabled), .timeLimit(.minutes(1)))
+@Suite("Mounts: closed to escapes", .needsRoot, .timeLimit(.minutes(1)))
 struct MountEscapeTests {
     /// Host layouts that put a symlink on the way to the mounted path.
     enum SymlinkLayout: String, CaseIterable, CustomStringConvertible {
@@ -33,28 +34,28 @@ struct MountEscapeTests {
 
         /// Builds the layout in `directory` and returns the host path to mount.
         func build(in directory: String) throws -> String {
-            try MountHostFiles.makeDirectory(directory + "/real")
-            try MountHostFiles.makeDirectory(directory + "/real/dir")
-            try MountHostFiles.write(directory + "/real/dir/inside.txt", "inside")
-            try MountHostFiles.write(directory + "/real/file.txt", "file")
+            try HostFiles.makeDirectory(directory + "/real")
+            try HostFiles.makeDirectory(directory + "/real/dir")
+            try HostFiles.write(directory + "/real/dir/inside.txt", "inside")
+            try HostFiles.write(directory + "/real/file.txt", "file")
             switch self {
             case .lastComponentToDirectory:
-                try MountHostFiles.symlink(directory + "/link", to: directory + "/real")
+                try HostFiles.symlink(directory + "/link", to: directory + "/real")
                 return directory + "/link"
             case .lastComponentToRoot:
-                try MountHostFiles.symlink(directory + "/link", to: "/")
+                try HostFiles.symlink(directory + "/link", to: "/")
                 return directory + "/link"
             case .throughSymlinkedParent:
-                try MountHostFiles.symlink(directory + "/link", to: directory + "/real")
+                try HostFiles.symlink(directory + "/link", to: directory + "/real")
                 return directory + "/link/dir"
             case .throughSymlinkToRoot:
-                try MountHostFiles.symlink(directory + "/link", to: "/")
+                try HostFiles.symlink(directory + "/link", to: "/")
                 return directory + "/link/etc"
             case .throughRelativeSymlink:
-                try MountHostFiles.symlink(directory + "/link", to: "real")
+                try HostFiles.symlink(directory + "/link", to: "real")
                 return directory + "/link/dir"
             case .lastComponentToFile:
-                try MountHostFiles.symlink(directory + "/file-link", to: directory + "/real/file.txt")
+                try HostFiles.symlink(directory + "/file-link", to: directory + "/real/file.txt")
                 return directory + "/file-link"
             }
         }
@@ -62,10 +63,10 @@ struct MountEscapeTests {
 
     @Test("a mount whose host path is or passes through a symlink is refused, naming the path", arguments: SymlinkLayout.allCases, [true, false])
     func symlinkedHostPathRefused(layout: SymlinkLayout, readOnly: Bool) async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             let host = try layout.build(in: directory)
             let guest = layout == .lastComponentToFile ? "/data/file.txt" : "/data"
-            await expectRefusedAtCreate("\(layout)", mentioning: host) {
+            await expectError(.invalidArgument, mentioning: host, "\(layout)") {
                 try await NodeRuntime.create(mounts: [Mount(host: host, guest: guest, readOnly: readOnly)])
             }
         }
@@ -73,7 +74,7 @@ struct MountEscapeTests {
 
     @Test("the same directory given by its real path mounts (the control for the symlink refusals)")
     func realPathMounts() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             _ = try SymlinkLayout.throughSymlinkedParent.build(in: directory)
             let text = try await withNodeRuntime(mounts: [Mount(host: directory + "/real/dir", guest: "/data")]) { runtime in
                 try await runtime.mountJSON(#"console.log(JSON.stringify(fs.readFileSync("/data/inside.txt", "utf8")));"#, as: String.self)
@@ -84,9 +85,9 @@ struct MountEscapeTests {
 
     @Test("a project whose node_modules is a symlink to / is refused as nodeModules, naming the path")
     func nodeModulesSymlinkToRootRefused() async throws {
-        try await withMountHostDirectory { project in
-            try MountHostFiles.symlink(project + "/node_modules", to: "/")
-            await expectRefusedAtCreate(mentioning: project + "/node_modules") {
+        try await withHostDirectory { project in
+            try HostFiles.symlink(project + "/node_modules", to: "/")
+            await expectError(.invalidArgument, mentioning: project + "/node_modules") {
                 try await NodeRuntime.create(nodeModules: project + "/node_modules")
             }
         }
@@ -94,11 +95,11 @@ struct MountEscapeTests {
 
     @Test("a nodeModules path through a symlinked directory is refused, naming the path")
     func nodeModulesThroughSymlinkRefused() async throws {
-        try await withMountHostDirectory { directory in
-            try MountHostFiles.makeDirectory(directory + "/real")
-            try MountHostFiles.makeDirectory(directory + "/real/node_modules")
-            try MountHostFiles.symlink(directory + "/project", to: directory + "/real")
-            await expectRefusedAtCreate(mentioning: directory + "/project/node_modules") {
+        try await withHostDirectory { directory in
+            try HostFiles.makeDirectory(directory + "/real")
+            try HostFiles.makeDirectory(directory + "/real/node_modules")
+            try HostFiles.symlink(directory + "/project", to: directory + "/real")
+            await expectError(.invalidArgument, mentioning: directory + "/project/node_modules") {
                 try await NodeRuntime.create(nodeModules: directory + "/project/node_modules")
             }
         }
@@ -114,23 +115,23 @@ struct MountEscapeTests {
     @Test("a symlink to / planted by one sandbox in a read-write mount is refused when a later sandbox mounts through it")
     func plantedSymlinkThenRemount() async throws {
         try await withPrivateHostDirectory { directory in
-            try MountHostFiles.makeDirectory(directory + "/sub", owner: MountIDs.owner, group: MountIDs.group)
-            try MountHostFiles.write(directory + "/sub/data.txt", "project data", owner: MountIDs.owner, group: MountIDs.group)
+            try HostFiles.makeDirectory(directory + "/sub", owner: MountIDs.owner, group: MountIDs.group)
+            try HostFiles.write(directory + "/sub/data.txt", "project data", owner: MountIDs.owner, group: MountIDs.group)
 
             let planted = try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/data", readOnly: false)]) { runtime in
                 try await runtime.mountJSON(Self.plantRootLink, as: String.self)
             }
             #expect(planted == "/")
             // The control: the host directory now really holds the guest's symlink to /.
-            try #require(MountHostFiles.isSymlink(directory + "/sub"), "the guest's symlink did not reach the host")
+            try #require(HostFiles.isSymlink(directory + "/sub"), "the guest's symlink did not reach the host")
 
-            await expectRefusedAtCreate("Mount(host: <dir>/sub)", mentioning: directory + "/sub") {
+            await expectError(.invalidArgument, mentioning: directory + "/sub", "Mount(host: <dir>/sub)") {
                 try await NodeRuntime.create(mounts: [Mount(host: directory + "/sub", guest: "/data")])
             }
-            await expectRefusedAtCreate("Mount(host: <dir>/sub/etc)", mentioning: directory + "/sub/etc") {
+            await expectError(.invalidArgument, mentioning: directory + "/sub/etc", "Mount(host: <dir>/sub/etc)") {
                 try await NodeRuntime.create(mounts: [Mount(host: directory + "/sub/etc", guest: "/data", readOnly: false)])
             }
-            await expectRefusedAtCreate("nodeModules: <dir>/sub", mentioning: directory + "/sub") {
+            await expectError(.invalidArgument, mentioning: directory + "/sub", "nodeModules: <dir>/sub") {
                 try await NodeRuntime.create(nodeModules: directory + "/sub")
             }
         }
@@ -139,7 +140,7 @@ struct MountEscapeTests {
     @Test("a symlink to / planted as node_modules by one sandbox is refused as the next sandbox's nodeModules")
     func plantedNodeModulesSymlink() async throws {
         try await withPrivateHostDirectory { project in
-            try MountHostFiles.makeDirectory(project + "/node_modules", owner: MountIDs.owner, group: MountIDs.group)
+            try HostFiles.makeDirectory(project + "/node_modules", owner: MountIDs.owner, group: MountIDs.group)
             let planted = try await withNodeRuntime(mounts: [Mount(host: project, guest: "/data", readOnly: false)]) { runtime in
                 try await runtime.mountJSON(
                     """
@@ -149,8 +150,8 @@ struct MountEscapeTests {
                     """, as: String.self)
             }
             #expect(planted == "/")
-            try #require(MountHostFiles.isSymlink(project + "/node_modules"), "the guest's symlink did not reach the host")
-            await expectRefusedAtCreate(mentioning: project + "/node_modules") {
+            try #require(HostFiles.isSymlink(project + "/node_modules"), "the guest's symlink did not reach the host")
+            await expectError(.invalidArgument, mentioning: project + "/node_modules") {
                 try await NodeRuntime.create(nodeModules: project + "/node_modules")
             }
         }
@@ -167,14 +168,14 @@ struct MountEscapeTests {
 
     @Test("a symlink a guest makes in a read-write mount resolves inside the sandbox, never to host files")
     func guestSymlinkResolvesInGuest() async throws {
-        try await withMountHostDirectory { secretDirectory in
+        try await withHostDirectory { secretDirectory in
             let secretPath = secretDirectory + "/secret"
-            try MountHostFiles.write(secretPath, "host secret", mode: 0o644)
+            try HostFiles.write(secretPath, "host secret", mode: 0o644)
             try await withPrivateHostDirectory { directory in
                 let seen = try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/data", readOnly: false)]) { runtime in
                     try await runtime.mountJSON(
                         """
-                        const secret = \(escapeJS(secretPath));
+                        const secret = \(GuestPrograms.jsString(secretPath));
                         const read = (p) => attempt(() => "CONTENT " + fs.readFileSync(p, "utf8"));
                         fs.symlinkSync("/", "/data/escape");
                         fs.symlinkSync(secret, "/data/direct");
@@ -200,20 +201,20 @@ struct MountEscapeTests {
                 #expect(seen.hostname == "sandbox\n")
                 #expect(seen.sameRoot)
                 // The links are on the host now, as plain symlinks (the cleanup unlinks them without following).
-                #expect(MountHostFiles.isSymlink(directory + "/escape"))
+                #expect(HostFiles.isSymlink(directory + "/escape"))
             }
-            #expect(MountHostFiles.read(secretPath) == "host secret")
+            #expect(HostFiles.read(secretPath) == "host secret")
         }
     }
 
     @Test("the host's file API does not follow a symlink a guest planted in a read-write mount")
     func fileAPIDoesNotFollowGuestSymlink() async throws {
-        try await withMountHostDirectory { outside in
-            try MountHostFiles.write(outside + "/secret", "host secret", mode: 0o644)
+        try await withHostDirectory { outside in
+            try HostFiles.write(outside + "/secret", "host secret", mode: 0o644)
             try await withPrivateHostDirectory { directory in
                 try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/data", readOnly: false)]) { runtime in
                     _ = try await runtime.mountJSON(
-                        #"fs.symlinkSync("/", "/data/escape"); fs.symlinkSync(\#(escapeJS(outside)), "/data/outside"); console.log("[]");"#,
+                        #"fs.symlinkSync("/", "/data/escape"); fs.symlinkSync(\#(GuestPrograms.jsString(outside)), "/data/outside"); console.log("[]");"#,
                         as: [String].self)
                     for path in ["/data/escape" + outside + "/secret", "/data/outside/secret"] {
                         do {
@@ -230,8 +231,8 @@ struct MountEscapeTests {
                     }
                 }
             }
-            #expect(MountHostFiles.listing(outside) == ["secret"], "a write through the guest's symlink reached the host")
-            #expect(MountHostFiles.read(outside + "/secret") == "host secret")
+            #expect(HostFiles.listing(outside) == ["secret"], "a write through the guest's symlink reached the host")
+            #expect(HostFiles.read(outside + "/secret") == "host secret")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,15 +13,15 @@ import Glibc
 /// workspace itself (that is `workspace:`), or the runtime's own files (node,
 /// its loader and libraries, `ld.so.cache`), which `create` refuses with
 /// `.invalidArgument` before any sandbox exists.
-@Suite("Mounts: placement anywhere, nested, and refused paths", .enabled(if: MountGate.enabled), .timeLimit(.minutes(1)))
+@Suite("Mounts: placement anywhere, nested, and refused paths", .needsRoot, .timeLimit(.minutes(1)))
 struct MountPlacementTests {
     /// Reads `/<mount>/hello.txt`, tries to write next to it, lists the mount.
     static func probe(_ guest: String) -> String {
         """
         console.log(JSON.stringify({
-          read: attempt(() => fs.readFileSync(\(escapeJS(guest + "/hello.txt")), "utf8")),
-          write: attempt(() => fs.writeFileSync(\(escapeJS(guest + "/new.txt")), "x")),
-          list: fs.readdirSync(\(escapeJS(guest))).sort(),
+          read: attempt(() => fs.readFileSync(\(GuestPrograms.jsString(guest + "/hello.txt")), "utf8")),
+          write: attempt(() => fs.writeFileSync(\(GuestPrograms.jsString(guest + "/new.txt")), "x")),
+          list: fs.readdirSync(\(GuestPrograms.jsString(guest))).sort(),
         }));
         """
     }
@@ -35,26 +36,26 @@ struct MountPlacementTests {
         "a read-only mount shows the host directory at any guest path",
         arguments: ["/data", "/srv/app/data", "/home/node/project", "/opt/tools", "/var/lib/app", "/workspace/data", "/tmp/data", "/mnt/data"])
     func readOnlyAnywhere(guest: String) async throws {
-        try await withMountHostDirectory { host in
-            try MountHostFiles.write(host + "/hello.txt", "hello from the host")
+        try await withHostDirectory { host in
+            try HostFiles.write(host + "/hello.txt", "hello from the host")
             let seen = try await withNodeRuntime(mounts: [Mount(host: host, guest: guest)]) { runtime in
                 try await runtime.mountJSON(Self.probe(guest), as: Probe.self)
             }
             #expect(seen == Probe(read: "hello from the host", write: "EROFS", list: ["hello.txt"]))
-            #expect(MountHostFiles.listing(host) == ["hello.txt"])
+            #expect(HostFiles.listing(host) == ["hello.txt"])
         }
     }
 
     @Test("a read-write mount at /data takes the guest's writes, and they reach the host directory")
     func readWriteAtData() async throws {
         // Not root's: a read-write source must have an owner of its own (see MountOwnershipTests).
-        try await withMountHostDirectory(owner: MountIDs.owner, group: MountIDs.group) { host in
-            try MountHostFiles.write(host + "/hello.txt", "hello from the host", owner: MountIDs.owner, group: MountIDs.group)
+        try await withHostDirectory(owner: MountIDs.owner, group: MountIDs.group) { host in
+            try HostFiles.write(host + "/hello.txt", "hello from the host", owner: MountIDs.owner, group: MountIDs.group)
             let seen = try await withNodeRuntime(mounts: [Mount(host: host, guest: "/data", readOnly: false)]) { runtime in
                 try await runtime.mountJSON(Self.probe("/data"), as: Probe.self)
             }
             #expect(seen == Probe(read: "hello from the host", write: "ok", list: ["hello.txt", "new.txt"]))
-            #expect(MountHostFiles.read(host + "/new.txt") == "x")
+            #expect(HostFiles.read(host + "/new.txt") == "x")
         }
     }
 
@@ -82,12 +83,12 @@ struct MountPlacementTests {
         -> Result
     {
         let (uid, gid) = (MountIDs.owner, MountIDs.group)
-        return try await withMountHostDirectory(owner: uid, group: gid) { outer in
-            try await withMountHostDirectory(owner: uid, group: gid) { inner in
-                try MountHostFiles.write(outer + "/outer.txt", "outer", owner: uid, group: gid)
-                try MountHostFiles.makeDirectory(outer + "/cache", owner: uid, group: gid)
-                try MountHostFiles.write(outer + "/cache/under-the-mount.txt", "hidden by the inner mount", owner: uid, group: gid)
-                try MountHostFiles.write(inner + "/inner.txt", "inner", owner: uid, group: gid)
+        return try await withHostDirectory(owner: uid, group: gid) { outer in
+            try await withHostDirectory(owner: uid, group: gid) { inner in
+                try HostFiles.write(outer + "/outer.txt", "outer", owner: uid, group: gid)
+                try HostFiles.makeDirectory(outer + "/cache", owner: uid, group: gid)
+                try HostFiles.write(outer + "/cache/under-the-mount.txt", "hidden by the inner mount", owner: uid, group: gid)
+                try HostFiles.write(inner + "/inner.txt", "inner", owner: uid, group: gid)
                 return try await body(outer, inner)
             }
         }
@@ -126,26 +127,9 @@ struct MountPlacementTests {
                     """, as: [String].self)
             }
             #expect(seen == ["ok", "EROFS"])
-            #expect(MountHostFiles.read(inner + "/written.txt") == "into the inner mount")
-            #expect(MountHostFiles.listing(outer) == ["cache", "outer.txt"])
-            #expect(MountHostFiles.listing(outer + "/cache") == ["under-the-mount.txt"])
-        }
-    }
-
-    /// Guest paths no mount may take: the root, the kernel's interfaces and
-    /// everything below them, the workspace itself.
-    static let reservedPaths = [
-        "/", "/proc", "/proc/self", "/proc/sys/kernel", "/dev", "/dev/shm", "/dev/null", "/dev/pts", "/sys", "/sys/fs/cgroup",
-        "/workspace",
-    ]
-
-    @Test("a mount over the root, /proc, /dev, /sys (or below them) or the workspace itself is refused at create", arguments: reservedPaths, [true, false])
-    func reservedPathRefused(guest: String, readOnly: Bool) async throws {
-        try await withMountHostDirectory { host in
-            try MountHostFiles.write(host + "/planted", "the host's")
-            await expectRefusedAtCreate("\(guest) readOnly=\(readOnly)") {
-                try await NodeRuntime.create(mounts: [Mount(host: host, guest: guest, readOnly: readOnly)])
-            }
+            #expect(HostFiles.read(inner + "/written.txt") == "into the inner mount")
+            #expect(HostFiles.listing(outer) == ["cache", "outer.txt"])
+            #expect(HostFiles.listing(outer + "/cache") == ["under-the-mount.txt"])
         }
     }
 
@@ -153,8 +137,8 @@ struct MountPlacementTests {
         "a mount over the runtime's own files (node, its loader and libraries, ld.so.cache, and their directories) is refused at create",
         arguments: MountRuntimeFiles.guestPaths(), [true, false])
     func runtimeFilesRefused(guest: String, readOnly: Bool) async throws {
-        try await withMountHostDirectory { host in
-            await expectRefusedAtCreate("\(guest) readOnly=\(readOnly)") {
+        try await withHostDirectory { host in
+            await expectError(.invalidArgument, "\(guest) readOnly=\(readOnly)") {
                 try await NodeRuntime.create(mounts: [Mount(host: host, guest: guest, readOnly: readOnly)])
             }
         }
@@ -170,25 +154,14 @@ struct MountPlacementTests {
         #expect(listed.contains { $0.contains("ld-linux") }, "node's loader: \(listed.sorted())")
     }
 
-    @Test(
-        "a guest path that is not absolute and normalized is refused at create",
-        arguments: ["data", "", "/data/", "//data", "/data//cache", "/data/./cache", "/data/../usr/bin", "/workspace/.."])
-    func malformedGuestPathRefused(guest: String) async throws {
-        try await withMountHostDirectory { host in
-            await expectRefusedAtCreate("\(guest.debugDescription)") {
-                try await NodeRuntime.create(mounts: [Mount(host: host, guest: guest)])
-            }
-        }
-    }
-
     @Test("one refused mount among good ones refuses the whole runtime")
     func oneBadMountRefusesAll() async throws {
-        try await withMountHostDirectory { host in
+        try await withHostDirectory { host in
             let mounts = [
                 Mount(host: host, guest: "/data"), Mount(host: host, guest: "/usr/bin", readOnly: false),
                 Mount(host: host, guest: "/srv"),
             ]
-            await expectRefusedAtCreate { try await NodeRuntime.create(mounts: mounts) }
+            await expectError(.invalidArgument) { try await NodeRuntime.create(mounts: mounts) }
         }
     }
 }

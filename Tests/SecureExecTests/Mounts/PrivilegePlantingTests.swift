@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 /// chmod, fchmod, a create mode or a copy), no file given away to another
 /// owner, no device node, and no hard link to a file outside the mount. What
 /// matters is checked on the host, with `lstat`, after the sandbox is gone.
-@Suite("Mounts: no privilege can be planted", .enabled(if: MountGate.enabled), .timeLimit(.minutes(1)))
+@Suite("Mounts: no privilege can be planted", .needsRoot, .timeLimit(.minutes(1)))
 struct PrivilegePlantingTests {
     /// The modes a guest tries to set: setuid, setgid, both, and setuid alone.
     static let privilegedModes = [0o4755, 0o2755, 0o6755, 0o4000]
@@ -28,7 +29,7 @@ struct PrivilegePlantingTests {
             let attempts = try await withNodeRuntime(mounts: [Mount(host: host, guest: "/data", readOnly: false)]) { runtime in
                 try await runtime.mountJSON(
                     """
-                    const call = \(escapeJS(call));
+                    const call = \(GuestPrograms.jsString(call));
                     const change = (path, mode) => attempt(() => {
                       if (call === "chmod") return fs.chmodSync(path, mode);
                       const fd = fs.openSync(path, "r");
@@ -52,7 +53,7 @@ struct PrivilegePlantingTests {
             for attempt in attempts {
                 let guestPath = attempt.path
                 let hostPath = host + guestPath.dropFirst("/data".count)
-                let ownership = try MountHostFiles.ownership(hostPath)
+                let ownership = try HostFiles.ownership(hostPath)
                 if guestPath == "/data/plain" {
                     #expect(attempt.result == "ok", "\(call)(\(guestPath), 0o700)")
                     #expect(ownership.mode == 0o700, "\(guestPath): \(ownership)")
@@ -87,11 +88,11 @@ struct PrivilegePlantingTests {
             for attempt in attempts {
                 let hostPath = host + attempt.path.dropFirst("/data".count)
                 #expect(["ok", "EPERM"].contains(attempt.result), "\(attempt.path) mode 0o\(String(attempt.mode, radix: 8)): \(attempt.result)")
-                guard MountHostFiles.exists(hostPath) else {
+                guard HostFiles.exists(hostPath) else {
                     #expect(attempt.result == "EPERM", "\(attempt.path) was reported made but is not on the host")
                     continue
                 }
-                let ownership = try MountHostFiles.ownership(hostPath)
+                let ownership = try HostFiles.ownership(hostPath)
                 #expect(!ownership.hasPrivilegeBits, "\(attempt.path) is \(ownership) on the host")
                 #expect(ownership.owner == MountIDs.owner && ownership.group == MountIDs.group, "\(attempt.path) is \(ownership)")
             }
@@ -101,8 +102,8 @@ struct PrivilegePlantingTests {
     @Test("copying a setuid file from a read-only mount into a read-write one does not carry the bit to the host")
     func copySetuidFile() async throws {
         try await withPrivateHostDirectory { source in
-            try MountHostFiles.write(source + "/tool", "#!/bin/sh\nid\n", owner: MountIDs.owner, group: MountIDs.group, mode: 0o6755)
-            try #require(try MountHostFiles.ownership(source + "/tool").hasPrivilegeBits, "control: the host file is setuid")
+            try HostFiles.write(source + "/tool", "#!/bin/sh\nid\n", owner: MountIDs.owner, group: MountIDs.group, mode: 0o6755)
+            try #require(try HostFiles.ownership(source + "/tool").hasPrivilegeBits, "control: the host file is setuid")
             try await withPrivateHostDirectory { host in
                 let mounts = [Mount(host: source, guest: "/src"), Mount(host: host, guest: "/data", readOnly: false)]
                 let results = try await withNodeRuntime(mounts: mounts) { runtime in
@@ -116,8 +117,8 @@ struct PrivilegePlantingTests {
                 }
                 for (name, result) in zip(["copied", "cp"], results) {
                     #expect(["ok", "EPERM"].contains(result), "\(name): \(result)")
-                    if MountHostFiles.exists(host + "/" + name) {
-                        let ownership = try MountHostFiles.ownership(host + "/" + name)
+                    if HostFiles.exists(host + "/" + name) {
+                        let ownership = try HostFiles.ownership(host + "/" + name)
                         #expect(!ownership.hasPrivilegeBits, "\(name) is \(ownership) on the host")
                     }
                 }
@@ -158,7 +159,7 @@ struct PrivilegePlantingTests {
             }
             #expect(outcome.toSelf == "ok")
             for name in ["file", "link"] {
-                let ownership = try MountHostFiles.ownership(host + "/" + name)
+                let ownership = try HostFiles.ownership(host + "/" + name)
                 #expect(ownership.owner == MountIDs.owner && ownership.group == MountIDs.group, "\(name) is \(ownership) on the host")
             }
         }
@@ -167,7 +168,7 @@ struct PrivilegePlantingTests {
     @Test("a hard link between a read-write mount and anything outside it fails with EXDEV")
     func hardLinkAcrossMountRefused() async throws {
         try await withPrivateHostDirectory { source in
-            try MountHostFiles.write(source + "/other.txt", "another mount's file", owner: MountIDs.owner, group: MountIDs.group)
+            try HostFiles.write(source + "/other.txt", "another mount's file", owner: MountIDs.owner, group: MountIDs.group)
             try await withPrivateHostDirectory { host in
                 let mounts = [Mount(host: source, guest: "/src"), Mount(host: host, guest: "/data", readOnly: false)]
                 let results = try await withNodeRuntime(mounts: mounts) { runtime in
@@ -190,7 +191,7 @@ struct PrivilegePlantingTests {
                 for (name, result) in results.sorted(by: { $0.key < $1.key }) {
                     #expect(result == "EXDEV", "\(name): \(result)")
                 }
-                #expect(MountHostFiles.listing(host) == ["inside"])
+                #expect(HostFiles.listing(host) == ["inside"])
             }
         }
     }
@@ -204,7 +205,7 @@ struct PrivilegePlantingTests {
                     as: String.self)
             }
             #expect(result == "ok")
-            #expect(try MountHostFiles.status(host + "/b").st_nlink == 2)
+            #expect(try HostFiles.status(host + "/b").st_nlink == 2)
         }
     }
 
@@ -219,7 +220,7 @@ struct PrivilegePlantingTests {
                 try await EscapeProbe.run("mknod", hostBinary: binary, in: runtime)
             }
             #expect(result.line.hasPrefix("BLOCKED mknod "), "\(result)")
-            #expect(!MountHostFiles.exists(host + "/secure-exec-probe-mem"), "a device node reached the host")
+            #expect(!HostFiles.exists(host + "/secure-exec-probe-mem"), "a device node reached the host")
         }
     }
 }

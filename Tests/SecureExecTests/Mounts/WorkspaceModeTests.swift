@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ import Glibc
 /// the host. `.readWrite` edits the project in place, idmapped like a
 /// read-write mount, so host and guest see each other's edits as they happen.
 /// A workspace host path that is or passes through a symlink is refused.
-@Suite("Mounts: workspace from a host project, overlay and read-write", .enabled(if: MountGate.enabled), .timeLimit(.minutes(1)))
+@Suite("Mounts: workspace from a host project, overlay and read-write", .needsRoot, .timeLimit(.minutes(1)))
 struct WorkspaceModeTests {
     /// A small project: an entry that uses a relative module and a package
     /// from its own node_modules, a README and a file the guest will delete.
@@ -38,11 +39,11 @@ struct WorkspaceModeTests {
             var parent = directory
             for component in path.split(separator: "/").dropLast() {
                 parent += "/" + component
-                if !MountHostFiles.exists(parent) {
-                    try MountHostFiles.makeDirectory(parent, owner: owner, group: group, mode: directoryMode)
+                if !HostFiles.exists(parent) {
+                    try HostFiles.makeDirectory(parent, owner: owner, group: group, mode: directoryMode)
                 }
             }
-            try MountHostFiles.write(directory + "/" + path, text, owner: owner, group: group, mode: fileMode)
+            try HostFiles.write(directory + "/" + path, text, owner: owner, group: group, mode: fileMode)
         }
     }
 
@@ -55,13 +56,13 @@ struct WorkspaceModeTests {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
                 let child = relative.isEmpty ? name : relative + "/" + name
                 let full = directory + "/" + child
-                if MountHostFiles.isSymlink(full) {
+                if HostFiles.isSymlink(full) {
                     tree[child] = "-> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: full)) ?? "?")
-                } else if let info = try? MountHostFiles.status(full), info.st_mode & S_IFMT == S_IFDIR {
+                } else if let info = try? HostFiles.status(full), info.st_mode & S_IFMT == S_IFDIR {
                     tree[child] = "<dir>"
                     walk(child)
                 } else {
-                    tree[child] = MountHostFiles.read(full) ?? "<unreadable>"
+                    tree[child] = HostFiles.read(full) ?? "<unreadable>"
                 }
             }
         }
@@ -77,7 +78,7 @@ struct WorkspaceModeTests {
 
     @Test("an overlay workspace shows the project, node_modules included, and runs it from /workspace")
     func overlaySeesProject() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             try Self.writeProject(into: directory)
             try await withNodeRuntime(workspace: Workspace(host: directory)) { runtime in
                 let result = try await runtime.exec(#"console.log(require("/workspace"));"#)
@@ -92,7 +93,7 @@ struct WorkspaceModeTests {
 
     @Test("an overlay workspace names no host path in the guest's mount table, and its staging is gone")
     func overlayHidesHostPath() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             try Self.writeProject(into: directory)
             try await withNodeRuntime(workspace: Workspace(host: directory)) { runtime in
                 let result = try await runtime.exec(
@@ -140,7 +141,7 @@ struct WorkspaceModeTests {
 
     @Test("changes in an overlay workspace are the guest's alone: the host project is byte-for-byte unchanged, new files absent")
     func overlayChangesStayPrivate() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             try Self.writeProject(into: directory)
             let before = Self.snapshot(directory)
             try await withNodeRuntime(workspace: Workspace(host: directory)) { runtime in
@@ -179,7 +180,7 @@ struct WorkspaceModeTests {
 
     @Test("each runtime gets a fresh overlay: a second one on the same project sees none of the first one's changes")
     func overlayFreshPerRuntime() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             try Self.writeProject(into: directory)
             try await withNodeRuntime(workspace: Workspace(host: directory)) { runtime in
                 _ = try await runtime.workspaceOutput(
@@ -195,11 +196,11 @@ struct WorkspaceModeTests {
 
     @Test("an overlay's changes are bounded by workspaceBytes, while a project larger than that is visible in full (nothing is copied)")
     func overlayBoundedByWorkspaceBytes() async throws {
-        try await withMountHostDirectory { directory in
+        try await withHostDirectory { directory in
             try Self.writeProject(into: directory)
             let bigSize = 12 << 20
             guard FileManager.default.createFile(atPath: directory + "/big.bin", contents: Data(repeating: 0x62, count: bigSize)) else {
-                throw MountHostError(step: "create big.bin", code: errno)
+                throw HostCallError(step: "create big.bin", errno: errno)
             }
             struct Outcome: Decodable {
                 var bigRead: Int
@@ -223,8 +224,8 @@ struct WorkspaceModeTests {
             #expect(outcome.bigRead == bigSize)
             #expect(outcome.fill == "ENOSPC")
             #expect(outcome.written <= 8 << 20, "wrote \(outcome.written) bytes into an 8 MiB layer")
-            #expect(!MountHostFiles.exists(directory + "/fill"))
-            #expect((try MountHostFiles.status(directory + "/big.bin")).st_size == bigSize)
+            #expect(!HostFiles.exists(directory + "/fill"))
+            #expect((try HostFiles.status(directory + "/big.bin")).st_size == bigSize)
         }
     }
 
@@ -245,21 +246,21 @@ struct WorkspaceModeTests {
                     """)
                 #expect(output == "done\n")
             }
-            #expect(MountHostFiles.read(directory + "/README.md") == "# demo, edited\n")
-            #expect(MountHostFiles.read(directory + "/out/result.txt") == Self.greeting)
-            #expect(!MountHostFiles.exists(directory + "/lib/old.js"))
+            #expect(HostFiles.read(directory + "/README.md") == "# demo, edited\n")
+            #expect(HostFiles.read(directory + "/out/result.txt") == Self.greeting)
+            #expect(!HostFiles.exists(directory + "/lib/old.js"))
             for path in ["/out", "/out/result.txt", "/README.md"] {
-                let ownership = try MountHostFiles.ownership(directory + path)
+                let ownership = try HostFiles.ownership(directory + path)
                 #expect(ownership.owner == MountIDs.owner && ownership.group == MountIDs.group, "\(path) is \(ownership) on the host")
             }
-            #expect(try MountHostFiles.ownership(directory) == MountOwnership(owner: MountIDs.owner, group: MountIDs.group, mode: 0o700))
+            #expect(try HostFiles.ownership(directory) == MountOwnership(owner: MountIDs.owner, group: MountIDs.group, mode: 0o700))
         }
     }
 
     @Test("in a read-write workspace, a host edit fires a running guest's fs.watch and the guest reads the new text")
     func readWriteHostEditSeenByWatch() async throws {
         try await withPrivateHostDirectory { directory in
-            try MountHostFiles.write(directory + "/watched.txt", "v1", owner: MountIDs.owner, group: MountIDs.group, mode: 0o600)
+            try HostFiles.write(directory + "/watched.txt", "v1", owner: MountIDs.owner, group: MountIDs.group, mode: 0o600)
             try await withNodeRuntime(workspace: Workspace(host: directory, mode: .readWrite)) { runtime in
                 let guest = try await runtime.startGuest(
                     """
@@ -274,7 +275,7 @@ struct WorkspaceModeTests {
                     """)
                 do {
                     try await guest.stdout.waitUntilContains("watching")
-                    try MountHostFiles.overwrite(directory + "/watched.txt", "v2 from the host")
+                    try HostFiles.overwrite(directory + "/watched.txt", "v2 from the host")
                     try await guest.stdout.waitUntilContains(#"event "v2 from the host""#, timeout: .seconds(20))
                 } catch {
                     Issue.record("stderr: \(guest.stderr.text)")
@@ -291,7 +292,7 @@ struct WorkspaceModeTests {
     @Test("in a read-write workspace, a running guest's edit is on the host at once")
     func readWriteGuestEditSeenByHost() async throws {
         try await withPrivateHostDirectory { directory in
-            try MountHostFiles.write(directory + "/state.txt", "from the host", owner: MountIDs.owner, group: MountIDs.group, mode: 0o600)
+            try HostFiles.write(directory + "/state.txt", "from the host", owner: MountIDs.owner, group: MountIDs.group, mode: 0o600)
             try await withNodeRuntime(workspace: Workspace(host: directory, mode: .readWrite)) { runtime in
                 let guest = try await runtime.startGuest(
                     """
@@ -305,8 +306,8 @@ struct WorkspaceModeTests {
                     try await guest.stdout.waitUntilContains("written")
                     // The guest is still running: nothing waits for its exit or the sandbox's end.
                     #expect(guest.process.termination == nil)
-                    #expect(MountHostFiles.read(directory + "/state.txt") == "from the guest")
-                    #expect(MountHostFiles.read(directory + "/made-by-guest.txt") == "new")
+                    #expect(HostFiles.read(directory + "/state.txt") == "from the guest")
+                    #expect(HostFiles.read(directory + "/made-by-guest.txt") == "new")
                 } catch {
                     Issue.record("stderr: \(guest.stderr.text)")
                     throw error
@@ -321,23 +322,23 @@ struct WorkspaceModeTests {
         "a workspace host path that is or passes through a symlink is refused, naming the path",
         arguments: [Workspace.Mode.overlay, .readWrite], ["link-to-project", "link-to-root", "through-link"])
     func symlinkedWorkspaceRefused(mode: Workspace.Mode, layout: String) async throws {
-        try await withMountHostDirectory { directory in
-            try MountHostFiles.makeDirectory(directory + "/real")
-            try MountHostFiles.makeDirectory(directory + "/real/project")
-            try MountHostFiles.write(directory + "/real/project/index.js", "console.log('project');")
+        try await withHostDirectory { directory in
+            try HostFiles.makeDirectory(directory + "/real")
+            try HostFiles.makeDirectory(directory + "/real/project")
+            try HostFiles.write(directory + "/real/project/index.js", "console.log('project');")
             let host: String
             switch layout {
             case "link-to-project":
-                try MountHostFiles.symlink(directory + "/link", to: directory + "/real/project")
+                try HostFiles.symlink(directory + "/link", to: directory + "/real/project")
                 host = directory + "/link"
             case "link-to-root":
-                try MountHostFiles.symlink(directory + "/link", to: "/")
+                try HostFiles.symlink(directory + "/link", to: "/")
                 host = directory + "/link"
             default:
-                try MountHostFiles.symlink(directory + "/link", to: directory + "/real")
+                try HostFiles.symlink(directory + "/link", to: directory + "/real")
                 host = directory + "/link/project"
             }
-            await expectRefusedAtCreate("\(layout) \(mode)", mentioning: host) {
+            await expectError(.invalidArgument, mentioning: host, "\(layout) \(mode)") {
                 try await NodeRuntime.create(workspace: Workspace(host: host, mode: mode))
             }
         }
@@ -345,10 +346,10 @@ struct WorkspaceModeTests {
 
     @Test("a workspace host path that is missing, relative or a file is refused", arguments: [Workspace.Mode.overlay, .readWrite])
     func badWorkspacePathRefused(mode: Workspace.Mode) async throws {
-        try await withMountHostDirectory { directory in
-            try MountHostFiles.write(directory + "/file.txt", "not a directory")
+        try await withHostDirectory { directory in
+            try HostFiles.write(directory + "/file.txt", "not a directory")
             for host in [directory + "/missing", "relative/project", directory + "/file.txt"] {
-                await expectRefusedAtCreate("\(host) \(mode)") {
+                await expectError(.invalidArgument, "\(host) \(mode)") {
                     try await NodeRuntime.create(workspace: Workspace(host: host, mode: mode))
                 }
             }
@@ -357,22 +358,22 @@ struct WorkspaceModeTests {
 
     @Test("a node_modules symlink to / planted through a read-write workspace resolves to the guest's root in the next sandbox")
     func plantedNodeModulesLinkInWorkspace() async throws {
-        try await withMountHostDirectory { secretDirectory in
+        try await withHostDirectory { secretDirectory in
             let secret = secretDirectory + "/secret"
-            try MountHostFiles.write(secret, "host secret", mode: 0o644)
+            try HostFiles.write(secret, "host secret", mode: 0o644)
             try await withPrivateHostDirectory { directory in
                 try Self.writeProject(into: directory, owner: MountIDs.owner, group: MountIDs.group)
                 try await withNodeRuntime(workspace: Workspace(host: directory, mode: .readWrite)) { runtime in
                     _ = try await runtime.workspaceOutput(
                         #"const fs = require("fs"); fs.rmSync("/workspace/node_modules", { recursive: true }); fs.symlinkSync("/", "/workspace/node_modules");"#)
                 }
-                try #require(MountHostFiles.isSymlink(directory + "/node_modules"), "the guest's symlink did not reach the host")
+                try #require(HostFiles.isSymlink(directory + "/node_modules"), "the guest's symlink did not reach the host")
                 for mode in [Workspace.Mode.overlay, .readWrite] {
                     try await withNodeRuntime(workspace: Workspace(host: directory, mode: mode)) { runtime in
                         let seen = try await runtime.mountJSON(
                             """
                             console.log(JSON.stringify([
-                              attempt(() => fs.readFileSync("/workspace/node_modules" + \(escapeJS(secret)), "utf8")),
+                              attempt(() => fs.readFileSync("/workspace/node_modules" + \(GuestPrograms.jsString(secret)), "utf8")),
                               attempt(() => fs.readFileSync("/workspace/node_modules/etc/hostname", "utf8")),
                             ]));
                             """, as: [String].self)
@@ -380,7 +381,7 @@ struct WorkspaceModeTests {
                     }
                 }
             }
-            #expect(MountHostFiles.read(secret) == "host secret")
+            #expect(HostFiles.read(secret) == "host secret")
         }
     }
 }

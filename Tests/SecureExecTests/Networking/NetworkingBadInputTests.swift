@@ -1,14 +1,15 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// Requests that can never be right are refused with `.invalidArgument`
 /// before anything is sent (the guest sees no connection), and nothing is
 /// exposed beyond loopback without an explicit opt-in.
-@Suite("Networking: bad input", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: bad input", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingBadInputTests {
     @Test("fetch refuses ports out of range and CR/LF in headers or the path, sending nothing")
     func fetchRefusesBadInput() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let attempts: [(String, @Sendable () async throws -> Void)] = [
                 ("port 0", { _ = try await runtime.fetch(0) }),
@@ -44,7 +45,7 @@ struct NetworkingBadInputTests {
 
     @Test("expose refuses a non-loopback host without allowNonLoopback, binding nothing")
     func exposeRefusesNonLoopback() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let port = try HostPorts.free(host: "0.0.0.0")
             for host in ["0.0.0.0", "::", "192.0.2.1"] {
@@ -63,7 +64,7 @@ struct NetworkingBadInputTests {
     /// nowhere, so a binding attempt shows as `.ioFailed` instead.
     @Test("expose refuses a host name that merely starts with \"127.\" (it could resolve anywhere)")
     func exposeRefusesLoopbackLookalikeName() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             let error = await #expect(throws: SecureExecError.self) {
                 try await runtime.expose(3000, host: "127.0.0.1.example.com")
             }
@@ -73,7 +74,7 @@ struct NetworkingBadInputTests {
 
     @Test("expose refuses ports out of range")
     func exposeRefusesBadPorts() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             for (guestPort, hostPort) in [(0, 0), (65536, 0), (3000, -1), (3000, 65536)] {
                 let error = await #expect(throws: SecureExecError.self) {
                     try await runtime.expose(guestPort, port: hostPort)

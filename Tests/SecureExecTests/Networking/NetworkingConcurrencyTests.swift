@@ -1,17 +1,16 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// Many fetches at once against one guest, and many sandboxes at once, each
 /// answering for itself: the keep-alive pool (at most 64 connections per
 /// port, the rest queued) must hand every caller its own answer.
-@Suite("Networking: concurrency", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: concurrency", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingConcurrencyTests {
     @Test("1,000 concurrent fetches against one guest server are each answered with their own index")
     func thousandConcurrentFetches() async throws {
         try await withMeasuredNetworkRuntime { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
-            let clock = ContinuousClock()
-            let started = clock.now
             let answers = try await withThrowingTaskGroup(of: (Int, Int, String).self) { group in
                 for index in 0..<1000 {
                     group.addTask {
@@ -23,8 +22,6 @@ struct NetworkingConcurrencyTests {
                 for try await (index, status, body) in group { answers[index] = (status, body) }
                 return answers
             }
-            let elapsed = clock.now - started
-            print("[networking] 1000 concurrent fetches took \(milliseconds(elapsed)) ms")
 
             #expect(answers.count == 1000)
             let wrong = (0..<1000).filter { answers[$0]?.status != 200 || answers[$0]?.body != "\($0)" }
@@ -41,7 +38,7 @@ struct NetworkingConcurrencyTests {
             try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
                 for id in 0..<20 {
                     group.addTask {
-                        try await withNetworkRuntime { runtime in
+                        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
                             // Every sandbox listens on the same port 3000: each has a loopback of its own.
                             let server = """
                                 require("http").createServer((req, res) => res.end("runtime \(id)"))
@@ -66,27 +63,18 @@ struct NetworkingConcurrencyTests {
         }
     }
 
-    @Test("200 sequential small fetches all succeed on a kept-alive connection, with a low median latency")
-    func sequentialLatency() async throws {
+    @Test("200 sequential small fetches all succeed on a kept-alive connection")
+    func sequentialFetches() async throws {
         try await withMeasuredNetworkRuntime { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             _ = try await runtime.fetch(3000, path: "/echo/warm-up")
-            let clock = ContinuousClock()
-            var latencies: [Duration] = []
             var wrong: [Int] = []
             for index in 0..<200 {
-                let started = clock.now
                 let response = try await runtime.fetch(3000, path: "/echo/\(index)")
-                latencies.append(clock.now - started)
                 if response.status != 200 || response.bodyText != "\(index)" { wrong.append(index) }
             }
-            let middle = median(latencies)
-            print("[networking] median latency of 200 sequential small fetches: \(milliseconds(middle)) ms (max \(milliseconds(latencies.max()!)) ms)")
 
             #expect(wrong.isEmpty, "wrong answers for requests \(wrong.prefix(10))")
-            // Generous for a loaded 2-core CI machine; a dial per request or a
-            // timer-driven delay in the client would show well above this.
-            #expect(middle < .milliseconds(20), "median latency \(milliseconds(middle)) ms")
             // One connection could serve them all; the pool may open a second
             // when a caller is back before the previous connection was checked in.
             let connections = try await runtime.fetch(3000, path: "/connections")

@@ -1,3 +1,5 @@
+import TestSupport
+
 /// The guest servers of the networking suites.
 enum NetworkingGuests {
     /// An HTTP server on `host`:`port` whose routes are the behaviours the tests check.
@@ -5,7 +7,8 @@ enum NetworkingGuests {
     /// - `/echo/<text>`: answers `<text>`.
     /// - `/connections`: how many TCP connections the server has accepted so far (this one included).
     /// - `/chunked`: four writes 20 ms apart, no content-length ("alpha,beta,gamma,delta").
-    /// - `/events`: server-sent events: the head at once, then `data: event N` every 200 ms, five times.
+    /// - `/events-acked`: server-sent events, `data: event N` five times, each next one only after a fetch of `/ack`.
+    /// - `/ack`: acknowledges the last event ("acked"), so `/events-acked` sends the next.
     /// - `/hello`: "hello world" with an explicit content-length (and no body for HEAD).
     /// - `/nocontent`: 204.
     /// - `/cookies`: two set-cookie headers, a=1 then b=2.
@@ -34,18 +37,6 @@ enum NetworkingGuests {
                 if (sent < parts.length) setTimeout(next, 20); else res.end();
               };
               next();
-              return;
-            }
-            case "/events": {
-              res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-              res.flushHeaders();
-              let sent = 0;
-              const timer = setInterval(() => {
-                sent += 1;
-                res.write(`data: event ${sent}\\n\\n`);
-                if (sent === 5) { clearInterval(timer); res.end(); }
-              }, 200);
-              res.on("close", () => clearInterval(timer));
               return;
             }
             case "/events-acked": {

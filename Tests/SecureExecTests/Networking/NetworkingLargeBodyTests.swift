@@ -1,5 +1,6 @@
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 /// 256 MiB each way between host and guest, streamed.
@@ -14,7 +15,7 @@ import Testing
 /// Serialized: the two transfers would otherwise share the memory budget
 /// each of them is measured against.
 @Suite(
-    "Networking: large bodies", .serialized, .enabled(if: Privileges.isRoot || Privileges.isCI),
+    "Networking: large bodies", .serialized, .needsRoot,
     .timeLimit(.minutes(2)))
 struct NetworkingLargeBodyTests {
     static let size = 256 << 20
@@ -24,7 +25,7 @@ struct NetworkingLargeBodyTests {
     func download() async throws {
         try await withMeasuredNetworkRuntime { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
-            var memory = ResidentMemoryWatch()
+            let memory = ResidentMemoryWatch()
             let (status, length, check, chunks) = try await runtime.fetchStreaming(
                 3000, path: "/download?bytes=\(Self.size)", timeout: .seconds(100)
             ) { response in
@@ -42,8 +43,8 @@ struct NetworkingLargeBodyTests {
                 }
                 return (response.status, response.header("content-length"), check, chunks)
             }
-            let end = ResidentMemory.current()
-            let growth = memory.growthToPeak()
+            let end = memory.sample()
+            let growth = memory.peakGrowth
 
             #expect(status == 200)
             #expect(length == "\(Self.size)")
@@ -60,15 +61,15 @@ struct NetworkingLargeBodyTests {
     func upload() async throws {
         try await withMeasuredNetworkRuntime { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
-            var memory = ResidentMemoryWatch()
+            let memory = ResidentMemoryWatch()
             let chunks = TransferPattern.Chunks(total: Self.size, chunkSize: 1 << 20)
-            let peak = PeakResidentMemory()
+            let whileSending = ResidentMemoryWatch()
             let response = try await runtime.fetch(
-                3000, path: "/upload", method: "POST", bodyStream: SampledChunks(base: chunks, peak: peak),
+                3000, path: "/upload", method: "POST", bodyStream: SampledChunks(base: chunks, memory: whileSending),
                 timeout: .seconds(100))
-            let end = ResidentMemory.current()
-            let growth = memory.growthToPeak()
-            let peakWhileSending = peak.value
+            let end = memory.sample()
+            let growth = memory.peakGrowth
+            let peakWhileSending = whileSending.peak
 
             #expect(response.status == 200)
             #expect(response.bodyText == #"{"bytes":\#(Self.size),"mismatch":-1}"#)
@@ -80,61 +81,23 @@ struct NetworkingLargeBodyTests {
     }
 }
 
-/// The highest VmRSS sampled so far.
-private final class PeakResidentMemory: Sendable {
-    private let peak = Mutex(0)
-    var value: Int { peak.withLock { $0 } }
-    func sample() {
-        let now = ResidentMemory.current()
-        peak.withLock { $0 = max($0, now) }
-    }
-}
-
 /// Wraps the upload's chunks and samples VmRSS every 8 chunks as they are pulled.
 private struct SampledChunks: AsyncSequence, Sendable {
     typealias Element = [UInt8]
     let base: TransferPattern.Chunks
-    let peak: PeakResidentMemory
+    let memory: ResidentMemoryWatch
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: TransferPattern.Chunks.AsyncIterator
-        let peak: PeakResidentMemory
+        let memory: ResidentMemoryWatch
         var pulled = 0
 
         mutating func next() async -> [UInt8]? {
             pulled += 1
-            if pulled % 8 == 0 { peak.sample() }
+            if pulled % 8 == 0 { memory.sample() }
             return await base.next()
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), peak: peak) }
-}
-
-/// The large-body tests are only as good as their pattern check: it must
-/// catch a flipped byte and a chunk delivered out of place.
-@Suite("Networking: transfer pattern check", .timeLimit(.minutes(2)))
-struct NetworkingTransferPatternTests {
-    @Test("the check accepts the pattern in any chunking and pins the first wrong byte")
-    func check() {
-        var whole = TransferPattern.Check()
-        for (offset, count) in [(0, 1), (1, 4095), (4096, 1 << 20), ((1 << 20) + 4096, 70000)] {
-            whole.consume(TransferPattern.chunk(offset: offset, count: count))
-        }
-        #expect(whole.count == (1 << 20) + 4096 + 70000)
-        #expect(whole.firstMismatch == nil)
-        #expect(TransferPattern.chunk(offset: 3 << 20, count: 10) == (0..<10).map { TransferPattern.byte(at: (3 << 20) + $0) })
-
-        var flipped = TransferPattern.chunk(offset: 0, count: 3 << 20)
-        flipped[2_500_000] ^= 1
-        var flippedCheck = TransferPattern.Check()
-        flippedCheck.consume(flipped)
-        #expect(flippedCheck.firstMismatch == 2_500_000)
-
-        // Two 64 KiB transport chunks swapped.
-        var swapped = TransferPattern.Check()
-        swapped.consume(TransferPattern.chunk(offset: 65536, count: 65536))
-        swapped.consume(TransferPattern.chunk(offset: 0, count: 65536))
-        #expect(swapped.firstMismatch == 0)
-    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), memory: memory) }
 }

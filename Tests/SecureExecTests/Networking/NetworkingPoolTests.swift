@@ -1,12 +1,13 @@
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 /// The keep-alive pool when it is full (64 connections to one port held
 /// open): a queued fetch is served as soon as a held connection goes away,
 /// and disposing ends every queued fetch with `.disposed` instead of leaving
 /// it waiting.
-@Suite("Networking: a full connection pool", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(1)))
+@Suite("Networking: a full connection pool", .needsRoot, .timeLimit(.minutes(1)))
 struct NetworkingPoolTests {
     /// `/hold` sends its head and never ends; anything else answers at once.
     static let server = """
@@ -35,7 +36,7 @@ struct NetworkingPoolTests {
 
     @Test("a fetch queued behind 64 held connections is served once one of them goes away")
     func queuedFetchServed() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(Self.server, port: 3000)
             let holders = try await Self.holdConnections(64, in: runtime)
             defer { holders.forEach { $0.cancel() } }

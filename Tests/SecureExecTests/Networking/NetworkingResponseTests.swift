@@ -1,14 +1,15 @@
 import SecureExec
+import TestSupport
 import Testing
 
 /// The shapes of HTTP/1.1 responses a dev server sends, read back through
 /// `fetch` and `fetchStreaming`: chunked bodies, event streams, HEAD, 204,
 /// repeated headers, and connections kept alive between requests.
-@Suite("Networking: responses", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Networking: responses", .needsRoot, .timeLimit(.minutes(2)))
 struct NetworkingResponseTests {
     @Test("a chunked response (several writes, no content-length) is reassembled whole")
     func chunkedBody() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let response = try await runtime.fetch(3000, path: "/chunked")
 
@@ -21,7 +22,7 @@ struct NetworkingResponseTests {
 
     @Test("server-sent events reach the host as they are sent, not at the end")
     func serverSentEventsStream() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             // The guest sends each next event only after the host acknowledged the
             // previous one with a second request: if fetchStreaming buffered the
@@ -49,7 +50,7 @@ struct NetworkingResponseTests {
 
     @Test("HEAD returns status 200, the content-length header and no body; the connection stays usable")
     func headRequest() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let head = try await runtime.fetch(3000, path: "/hello", method: "HEAD")
 
@@ -65,7 +66,7 @@ struct NetworkingResponseTests {
 
     @Test("204 No Content has an empty body; the connection stays usable")
     func noContent() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let response = try await runtime.fetch(3000, path: "/nocontent")
 
@@ -77,7 +78,7 @@ struct NetworkingResponseTests {
 
     @Test("repeated set-cookie headers are kept, in order")
     func repeatedSetCookie() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             let response = try await runtime.fetch(3000, path: "/cookies")
 
@@ -89,7 +90,7 @@ struct NetworkingResponseTests {
 
     @Test("50 sequential fetches reuse kept-alive connections (the guest sees at most 2)")
     func keepAliveReuse() async throws {
-        try await withNetworkRuntime { runtime in
+        try await withRuntime(permissions: Permissions(network: .allow)) { runtime in
             _ = try await runtime.startServer(NetworkingGuests.httpServer(), port: 3000)
             for index in 0..<50 {
                 let response = try await runtime.fetch(3000, path: "/echo/\(index)")

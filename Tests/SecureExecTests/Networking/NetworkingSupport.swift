@@ -1,25 +1,20 @@
 import Foundation
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Helpers for the host <-> guest networking suites: runtimes that may listen,
-// guest servers, host-side sockets (for `expose`), the transfer pattern of the
-// large-body tests, and the process's resident memory.
+// Helpers for the host <-> guest networking suites: guest servers, tests
+// that take turns, and host-side sockets (for `expose`).
 
-/// Runs `body` with a fresh runtime whose guests may use the network (listen
-/// on loopback), disposed afterwards on every path.
-func withNetworkRuntime<Result: Sendable>(_ body: (NodeRuntime) async throws -> Result) async throws -> Result {
-    try await withNodeRuntime(permissions: Permissions(network: .allow), body)
-}
-
-/// `withNetworkRuntime`, run under `measuredExclusively`: for tests that measure time or make load.
+/// `withRuntime` with the network allowed (guests may listen on loopback),
+/// run under `measuredExclusively`: for tests that make load or check when a timeout fires.
 func withMeasuredNetworkRuntime<Result: Sendable>(_ body: (NodeRuntime) async throws -> Result) async throws -> Result {
-    try await measuredExclusively { try await withNetworkRuntime(body) }
+    try await measuredExclusively { try await withRuntime(permissions: Permissions(network: .allow), body) }
 }
 
 extension NodeRuntime {
@@ -37,197 +32,23 @@ extension NodeRuntime {
     }
 }
 
-/// Runs `body` while no other networking test that measures time or load
-/// runs (the suites otherwise run in parallel).
+/// Runs `body` while no other networking test that makes load or checks
+/// when a timeout fires runs (the suites otherwise run in parallel).
 ///
 /// On a 2-core machine, a thousand concurrent fetches or a 256 MiB transfer
-/// starve every other task of CPU for seconds; a test that asserts on timing
-/// (events spread over 800 ms, a cancellation within 1 s, a median latency)
-/// would then measure the neighbour, not the behaviour. The load tests and
-/// the timing tests therefore take turns; the rest still run alongside.
+/// starve every other task of CPU for seconds; a test that checks a 500 ms
+/// timeout fires on time, or that counts the connections of sequential
+/// fetches, would then see the neighbour, not the behaviour. The load tests
+/// and those tests therefore take turns; the rest still run alongside.
 func measuredExclusively<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
-    await MeasurementGate.shared.enter()
-    do {
-        let result = try await body()
-        await MeasurementGate.shared.leave()
-        return result
-    } catch {
-        await MeasurementGate.shared.leave()
-        throw error
-    }
+    try await measuredSlot.withSlot(body)
 }
 
-/// A first-come, first-served lock for `measuredExclusively`.
-private actor MeasurementGate {
-    static let shared = MeasurementGate()
-    private var held = false
-    private var waiting: [CheckedContinuation<Void, Never>] = []
+private let measuredSlot = Slots(count: 1)
 
-    func enter() async {
-        guard held else {
-            held = true
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
-    }
-
-    func leave() {
-        if waiting.isEmpty {
-            held = false
-        } else {
-            waiting.removeFirst().resume()  // handed over: stays held
-        }
-    }
-}
-
-/// Milliseconds in `duration`, for messages and comparisons.
+/// Milliseconds in `duration`, for messages.
 func milliseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-}
-
-/// The median of `durations` (which must not be empty).
-func median(_ durations: [Duration]) -> Duration {
-    let sorted = durations.sorted()
-    return sorted[sorted.count / 2]
-}
-
-// MARK: - Resident memory
-
-/// This process's resident set size, from /proc/self/status.
-enum ResidentMemory {
-    /// VmRSS in bytes (0 if it cannot be read, which fails the comparisons that use it loudly).
-    static func current() -> Int {
-        guard let status = HostCensus.readText("/proc/self/status") else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-            return kilobytes * 1024
-        }
-        return 0
-    }
-}
-
-/// Records the resident set size at the start, its highest sample and its value at the end of a transfer.
-struct ResidentMemoryWatch {
-    let start = ResidentMemory.current()
-    private(set) var peak = ResidentMemory.current()
-
-    /// Takes one sample (call it as the transfer goes).
-    mutating func sample() { peak = max(peak, ResidentMemory.current()) }
-
-    /// Growth from the start to the highest sample, the end included.
-    mutating func growthToPeak() -> Int {
-        sample()
-        return peak - start
-    }
-}
-
-// MARK: - The large-transfer pattern
-
-/// The bytes of the large-body tests: byte `i` is `i * 31 + 7 + i / 4096`
-/// (mod 256). The 4 KiB term makes the stream non-periodic at the scale of
-/// transport chunks (its period is 1 MiB), so a dropped, repeated or
-/// reordered chunk is caught, not only a flipped byte. Both sides compute it
-/// from one precomputed period and compare with memcmp (a per-byte loop in a
-/// debug build would take longer than the transfer); neither side holds the stream.
-enum TransferPattern {
-    static func byte(at index: Int) -> UInt8 { UInt8(truncatingIfNeeded: index &* 31 &+ 7 &+ (index >> 12)) }
-
-    static let periodLength = 1 << 20
-    /// The first `periodLength` bytes; the stream repeats them.
-    static let period: [UInt8] = (0..<periodLength).map(byte(at:))
-
-    /// The `count` bytes starting at stream offset `offset`.
-    static func chunk(offset: Int, count: Int) -> [UInt8] {
-        if offset % periodLength == 0 && count == periodLength { return period }
-        var chunk: [UInt8] = []
-        chunk.reserveCapacity(count)
-        while chunk.count < count {
-            let start = (offset + chunk.count) % periodLength
-            chunk += period[start..<(start + Swift.min(count - chunk.count, periodLength - start))]
-        }
-        return chunk
-    }
-
-    /// The same pattern in JavaScript: `pattern(offset, length)` returns a Buffer,
-    /// `firstMismatch(offset, chunk)` the stream index of the first wrong byte or -1.
-    static let javaScript = """
-        const PERIOD = \(periodLength);
-        const period = Buffer.allocUnsafe(PERIOD);
-        for (let i = 0; i < PERIOD; i++) period[i] = (i * 31 + 7 + Math.floor(i / 4096)) & 0xff;
-        function pattern(offset, length) {
-          if (offset % PERIOD === 0 && length === PERIOD) return period;
-          const chunk = Buffer.allocUnsafe(length);
-          for (let j = 0; j < length;) {
-            const start = (offset + j) % PERIOD;
-            const take = Math.min(length - j, PERIOD - start);
-            period.copy(chunk, j, start, start + take);
-            j += take;
-          }
-          return chunk;
-        }
-        function firstMismatch(offset, chunk) {
-          for (let j = 0; j < chunk.length;) {
-            const start = (offset + j) % PERIOD;
-            const take = Math.min(chunk.length - j, PERIOD - start);
-            if (!chunk.subarray(j, j + take).equals(period.subarray(start, start + take))) {
-              for (let k = 0; k < take; k++) if (chunk[j + k] !== period[start + k]) return offset + j + k;
-            }
-            j += take;
-          }
-          return -1;
-        }
-        """
-
-    /// Checks a stream against the pattern as it arrives, holding nothing but counters.
-    struct Check {
-        private(set) var count = 0
-        private(set) var firstMismatch: Int?
-
-        mutating func consume(_ chunk: [UInt8]) {
-            if firstMismatch == nil { firstMismatch = Self.firstMismatch(chunk, at: count) }
-            count += chunk.count
-        }
-
-        private static func firstMismatch(_ chunk: [UInt8], at offset: Int) -> Int? {
-            chunk.withUnsafeBytes { chunk in
-                TransferPattern.period.withUnsafeBytes { period in
-                    var index = 0
-                    while index < chunk.count {
-                        let start = (offset + index) % periodLength
-                        let take = Swift.min(chunk.count - index, periodLength - start)
-                        if memcmp(chunk.baseAddress! + index, period.baseAddress! + start, take) != 0 {
-                            let wrong = (0..<take).first { chunk[index + $0] != period[start + $0] }!
-                            return offset + index + wrong
-                        }
-                        index += take
-                    }
-                    return nil
-                }
-            }
-        }
-    }
-
-    /// `total` bytes of the pattern in chunks of `chunkSize`, each made only when asked for.
-    struct Chunks: AsyncSequence, Sendable {
-        typealias Element = [UInt8]
-        let total: Int
-        let chunkSize: Int
-
-        struct AsyncIterator: AsyncIteratorProtocol {
-            let total: Int
-            let chunkSize: Int
-            var offset = 0
-
-            mutating func next() async -> [UInt8]? {
-                guard offset < total else { return nil }
-                let count = Swift.min(chunkSize, total - offset)
-                defer { offset += count }
-                return TransferPattern.chunk(offset: offset, count: count)
-            }
-        }
-
-        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(total: total, chunkSize: chunkSize) }
-    }
 }
 
 // MARK: - Host sockets (the client side of `expose`)
@@ -239,13 +60,6 @@ func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async 
     try await withCheckedThrowingContinuation { continuation in
         Thread { continuation.resume(with: Result { try work() }) }.start()
     }
-}
-
-/// A failed host socket call, with the step and errno.
-struct HostSocketFailure: Error, CustomStringConvertible {
-    let step: String
-    let errno: Int32
-    var description: String { "\(step) failed: \(String(cString: strerror(errno))) (errno \(errno))" }
 }
 
 /// A blocking TCP client socket on the host, for talking to an exposed port
@@ -267,7 +81,7 @@ final class HostSocket: Sendable {
     private static func connectBlocking(host: String, port: Int, ioTimeout: Duration) throws -> HostSocket {
         let family = host.contains(":") ? AF_INET6 : AF_INET
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HostSocketFailure(step: "socket", errno: errno) }
+        guard fd >= 0 else { throw HostCallError(step: "socket", errno: errno) }
         let socket = HostSocket(fd: fd)  // closes fd if anything below throws
         var timeout = timeval(tv_sec: Int(ioTimeout.components.seconds), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -275,7 +89,7 @@ final class HostSocket: Sendable {
         let connected = withSocketAddress(host: host, port: port) { address, length in
             Glibc.connect(fd, address, length) == 0
         }
-        guard connected == true else { throw HostSocketFailure(step: "connect to \(host):\(port)", errno: errno) }
+        guard connected == true else { throw HostCallError(step: "connect to \(host):\(port)", errno: errno) }
         return socket
     }
 
@@ -287,7 +101,7 @@ final class HostSocket: Sendable {
             while sent < bytes.count {
                 let count = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 if count < 0 && errno == EINTR { continue }
-                guard count > 0 else { throw HostSocketFailure(step: "send", errno: errno) }
+                guard count > 0 else { throw HostCallError(step: "send", errno: errno) }
                 sent += count
             }
         }
@@ -318,7 +132,7 @@ final class HostSocket: Sendable {
                     return Array(data[..<end])
                 }
                 let more = try receiveOnce()
-                guard !more.isEmpty else { throw HostSocketFailure(step: "receive (end of stream before \(needle))", errno: 0) }
+                guard !more.isEmpty else { throw TestFailure("the stream ended before \(needle)") }
                 data += more
             }
         }
@@ -333,7 +147,7 @@ final class HostSocket: Sendable {
             }
             while data.count < count {
                 let more = try receiveOnce()
-                guard !more.isEmpty else { throw HostSocketFailure(step: "receive (end of stream after \(data.count) of \(count) bytes)", errno: 0) }
+                guard !more.isEmpty else { throw TestFailure("the stream ended after \(data.count) of \(count) bytes") }
                 data += more
             }
             pending.withLock { $0 = Array(data[count...]) }
@@ -357,7 +171,7 @@ final class HostSocket: Sendable {
         while true {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw HostSocketFailure(step: "recv", errno: errno) }
+            guard count >= 0 else { throw HostCallError(step: "recv", errno: errno) }
             return Array(buffer[..<count])
         }
     }
@@ -380,47 +194,18 @@ final class HostSocket: Sendable {
     }
 }
 
-/// Calls `body` with a sockaddr for `host` (IPv4 or IPv6 literal) and `port`, or returns nil if `host` is not a literal.
-func withSocketAddress<T>(host: String, port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T? {
-    if host.contains(":") {
-        var address = sockaddr_in6()
-        address.sin6_family = sa_family_t(AF_INET6)
-        address.sin6_port = UInt16(port).bigEndian
-        guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { return nil }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
-    }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return nil }
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-}
-
 /// Host ports: finding a free one, and checking one is free.
 enum HostPorts {
     /// A port nothing listens on at `host` right now: the kernel's pick for a
     /// socket bound there and closed at once.
     static func free(host: String = "0.0.0.0") throws -> Int {
         let fd = socket(host.contains(":") ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HostSocketFailure(step: "socket", errno: errno) }
+        guard fd >= 0 else { throw HostCallError(step: "socket", errno: errno) }
         defer { Glibc.close(fd) }
         guard withSocketAddress(host: host, port: 0, { bind(fd, $0, $1) }) == 0 else {
-            throw HostSocketFailure(step: "bind \(host):0", errno: errno)
+            throw HostCallError(step: "bind \(host):0", errno: errno)
         }
-        var address = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw HostSocketFailure(step: "getsockname", errno: errno) }
-        let port = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_port }  // same offset in sockaddr_in6
-        }
-        return Int(UInt16(bigEndian: port))
+        return try boundPort(of: fd)
     }
 
     /// Whether a listening socket can be bound to `host:port` now (it is bound, put in LISTEN and closed).
@@ -452,7 +237,7 @@ struct RawHTTPResponse {
         let lines = String(decoding: head, as: UTF8.self).components(separatedBy: "\r\n")
         let statusFields = lines[0].split(separator: " ", maxSplits: 2)
         guard statusFields.count >= 2, statusFields[0] == "HTTP/1.1", let status = Int(statusFields[1]) else {
-            throw HostSocketFailure(step: "parse status line \(lines[0].debugDescription)", errno: 0)
+            throw TestFailure("cannot parse the status line \(lines[0].debugDescription)")
         }
         self.status = status
         headers = lines.dropFirst().compactMap { line in
@@ -502,8 +287,8 @@ struct WebSocketFrame: Equatable {
     /// Reads one server frame; throws if it is masked (a server must not mask) or fragmented.
     static func read(from socket: HostSocket) async throws -> WebSocketFrame {
         let start = try await socket.receive(exactly: 2)
-        guard start[0] & 0x80 != 0 else { throw HostSocketFailure(step: "websocket: fragmented frame", errno: 0) }
-        guard start[1] & 0x80 == 0 else { throw HostSocketFailure(step: "websocket: the server masked its frame", errno: 0) }
+        guard start[0] & 0x80 != 0 else { throw TestFailure("websocket: fragmented frame") }
+        guard start[1] & 0x80 == 0 else { throw TestFailure("websocket: the server masked its frame") }
         var length = Int(start[1] & 0x7f)
         if length == 126 {
             length = try await socket.receive(exactly: 2).reduce(0) { $0 << 8 | Int($1) }

@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,19 +11,15 @@ import Glibc
 /// (README, "The API": bad input): a write far past the workspace's
 /// size limit stops at ENOSPC without reading the rest of its source, and
 /// signals are named or refused.
-@Suite("Workspace: bad input", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Workspace: bad input", .needsRoot, .timeLimit(.minutes(2)))
 struct WorkspaceBadInputTests {
-    @Test("a 2 GiB streamed write into a 64 MiB workspace fails with ENOSPC, quickly, and the runtime stays usable")
+    @Test("a 2 GiB streamed write into a 64 MiB workspace fails with ENOSPC soon after the limit, and the runtime stays usable")
     func writePastWorkspaceLimit() async throws {
         try await withNodeRuntime(limits: Limits(workspaceBytes: 64 << 20)) { runtime in
             let chunks = WorkspaceRepeatedChunks(chunk: [UInt8](repeating: 0x61, count: 1 << 20), count: 2048)
-            let clock = ContinuousClock()
-            let started = clock.now
-            await expectWorkspaceError(.ioFailed, errno: ENOSPC) {
+            await expectError(.ioFailed, errno: ENOSPC) {
                 try await runtime.writeFile("/workspace/huge.bin", contentsOf: chunks)
             }
-            let took = clock.now - started
-            #expect(took < .seconds(30), "the failing write took \(took)")
             // It stopped reading its source soon after the limit, not at 2 GiB.
             #expect(chunks.pulled.count >= 60, "pulled \(chunks.pulled.count) MiB")
             #expect(chunks.pulled.count < 128, "pulled \(chunks.pulled.count) MiB of 2048")
@@ -50,27 +47,13 @@ struct WorkspaceBadInputTests {
     func writePastTmpLimit() async throws {
         try await withNodeRuntime(limits: Limits(tmpBytes: 64 << 20)) { runtime in
             let chunks = WorkspaceRepeatedChunks(chunk: [UInt8](repeating: 0x62, count: 1 << 20), count: 2048)
-            await expectWorkspaceError(.ioFailed, errno: ENOSPC) {
+            await expectError(.ioFailed, errno: ENOSPC) {
                 try await runtime.writeFile("/tmp/huge.bin", contentsOf: chunks)
             }
             #expect(chunks.pulled.count < 128, "pulled \(chunks.pulled.count) MiB of 2048")
             let output = try await runtime.workspaceOutput("console.log(2 + 2)")
             #expect(output == "4\n")
         }
-    }
-
-    @Test("unknown signal names are invalidArgument", arguments: ["SIGNOPE", "NOPE", "", "SIG", "SIGUSR3", "9"])
-    func unknownSignalName(name: String) async {
-        await expectWorkspaceError(.invalidArgument, "\(name.debugDescription)") { try Signal(named: name) }
-    }
-
-    @Test("signal names are accepted with or without SIG, in any case")
-    func knownSignalNames() throws {
-        #expect(try Signal(named: "USR1") == .user1)
-        #expect(try Signal(named: "sigusr1") == .user1)
-        #expect(try Signal(named: "SIGTERM") == .terminate)
-        #expect(try Signal(named: "kill").rawValue == SIGKILL)
-        #expect(try Signal(named: "USR1").name == "SIGUSR1")
     }
 
     @Test("kill with a signal by name reaches the guest's handler")

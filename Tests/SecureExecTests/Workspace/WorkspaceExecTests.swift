@@ -1,12 +1,13 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 /// `exec` and `run` (Exec.swift): a guest run to completion gives back its
 /// exact output, exit code and duration; a timeout kills it for good; `run`
 /// decodes what the guest hands to `__return` and turns every failure into
 /// `.guestFailed`; stdin reaches the guest in order and its end is seen.
-@Suite("Workspace: exec, run and stdin", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Workspace: exec, run and stdin", .needsRoot, .timeLimit(.minutes(2)))
 struct WorkspaceExecTests {
     @Test("exec returns stdout and stderr separately, the exit code and a positive duration")
     func execOutputAndExitCode() async throws {
@@ -119,7 +120,7 @@ struct WorkspaceExecTests {
     @Test("run where the guest throws is guestFailed with the guest's message")
     func runGuestThrows() async throws {
         try await withNodeRuntime { runtime in
-            let error = await expectWorkspaceError(.guestFailed) {
+            let error = await expectError(.guestFailed) {
                 try await runtime.run(#"throw new Error("boom-123");"#, as: Widget.self)
             }
             #expect(error?.message.contains("boom-123") == true, "\(String(describing: error))")
@@ -129,12 +130,12 @@ struct WorkspaceExecTests {
     @Test("run where the guest never calls __return is guestFailed")
     func runWithoutReturn() async throws {
         try await withNodeRuntime { runtime in
-            let error = await expectWorkspaceError(.guestFailed) {
+            let error = await expectError(.guestFailed) {
                 try await runtime.run(#"console.log("forgot to return");"#, as: Widget.self)
             }
             #expect(error?.message.contains("__return") == true, "\(String(describing: error))")
             // A value that does not decode is a different failure.
-            await expectWorkspaceError(.invalidArgument) {
+            await expectError(.invalidArgument) {
                 try await runtime.run(#"__return({ name: 5 });"#, as: Widget.self)
             }
         }

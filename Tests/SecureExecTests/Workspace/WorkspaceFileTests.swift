@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,7 +11,7 @@ import Glibc
 /// writable areas (Files.swift): symlinks the guest plants, `..`, /proc
 /// magic links and paths outside the areas are refused before anything is
 /// touched, and mounts behave as they were asked to.
-@Suite("Workspace: files", .enabled(if: Privileges.isRoot || Privileges.isCI), .timeLimit(.minutes(2)))
+@Suite("Workspace: files", .needsRoot, .timeLimit(.minutes(2)))
 struct WorkspaceFileTests {
     @Test("readFile returns exactly what the guest wrote, text and binary")
     func readWhatTheGuestWrote() async throws {
@@ -45,7 +46,7 @@ struct WorkspaceFileTests {
                 """)
             #expect(seen == "replaced\ntrue\n")
             try await runtime.remove("/workspace/a")
-            await expectWorkspaceError(.notFound, errno: ENOENT) { try await runtime.readFile("/workspace/a/b/c.txt") }
+            await expectError(.notFound, errno: ENOENT) { try await runtime.readFile("/workspace/a/b/c.txt") }
             #expect(try await runtime.workspaceListing(of: "/workspace/made") == ["here/"])
         }
     }
@@ -104,7 +105,7 @@ struct WorkspaceFileTests {
 
     @Test("writing through a guest-planted symlink to /etc/passwd is refused and the file is untouched")
     func symlinkToEtcPasswd() async throws {
-        let hostPasswd = try #require(WorkspaceHostFiles.read("/etc/passwd"))
+        let hostPasswd = try #require(HostFiles.read("/etc/passwd"))
         try await withNodeRuntime { runtime in
             let before = try await runtime.workspaceOutput(
                 """
@@ -115,16 +116,16 @@ struct WorkspaceFileTests {
                 """)
             #expect(before.contains("root:"), "the sandbox's /etc/passwd: \(before)")
 
-            await expectWorkspaceError(.invalidArgument, "symlink as the file") {
+            await expectError(.invalidArgument, "symlink as the file") {
                 try await runtime.writeFile("/workspace/evil", text: "pwned::0:0::/:/bin/sh\n")
             }
-            await expectWorkspaceError(.invalidArgument, "symlink as a parent directory") {
+            await expectError(.invalidArgument, "symlink as a parent directory") {
                 try await runtime.writeFile("/workspace/etc-dir/passwd", text: "pwned::0:0::/:/bin/sh\n")
             }
-            await expectWorkspaceError(.invalidArgument, "reading through the symlink") {
+            await expectError(.invalidArgument, "reading through the symlink") {
                 try await runtime.readFile("/workspace/evil")
             }
-            await expectWorkspaceError(.invalidArgument, "listing through the symlinked directory") {
+            await expectError(.invalidArgument, "listing through the symlinked directory") {
                 try await runtime.readDirectory("/workspace/etc-dir")
             }
 
@@ -139,14 +140,14 @@ struct WorkspaceFileTests {
                     "etc-dir@", "evil@",
                 ], "the symlinks themselves must stay symlinks")
         }
-        #expect(WorkspaceHostFiles.read("/etc/passwd") == hostPasswd, "the host's /etc/passwd changed")
+        #expect(HostFiles.read("/etc/passwd") == hostPasswd, "the host's /etc/passwd changed")
     }
 
     @Test("/proc/1/root paths and symlinks to them are refused; the host's /etc/hostname is untouched")
     func procRootIsRefused() async throws {
-        let hostHostname = try #require(WorkspaceHostFiles.read("/etc/hostname"))
+        let hostHostname = try #require(HostFiles.read("/etc/hostname"))
         try await withNodeRuntime { runtime in
-            await expectWorkspaceError(.invalidArgument, "direct /proc path") {
+            await expectError(.invalidArgument, "direct /proc path") {
                 try await runtime.writeFile("/proc/1/root/etc/hostname", text: "pwned\n")
             }
             let planted = try await runtime.workspaceOutput(
@@ -157,17 +158,17 @@ struct WorkspaceFileTests {
                 console.log("planted");
                 """)
             #expect(planted == "planted\n")
-            await expectWorkspaceError(.invalidArgument, "symlink to /proc/1/root/etc/hostname") {
+            await expectError(.invalidArgument, "symlink to /proc/1/root/etc/hostname") {
                 try await runtime.writeFile("/workspace/hn", text: "pwned\n")
             }
-            await expectWorkspaceError(.invalidArgument, "parent through /proc/self/root") {
+            await expectError(.invalidArgument, "parent through /proc/self/root") {
                 try await runtime.writeFile("/workspace/self-root/etc/hostname", text: "pwned\n")
             }
-            await expectWorkspaceError(.invalidArgument, "reading through /proc/self/root") {
+            await expectError(.invalidArgument, "reading through /proc/self/root") {
                 try await runtime.readFile("/workspace/self-root/etc/hostname")
             }
         }
-        #expect(WorkspaceHostFiles.read("/etc/hostname") == hostHostname, "the host's /etc/hostname changed")
+        #expect(HostFiles.read("/etc/hostname") == hostHostname, "the host's /etc/hostname changed")
     }
 
     /// Paths no file operation may take, with why.
@@ -182,19 +183,19 @@ struct WorkspaceFileTests {
 
     @Test("paths that are empty, relative, not normalized or outside the writable areas are invalidArgument")
     func invalidPaths() async throws {
-        let hostPasswd = try #require(WorkspaceHostFiles.read("/etc/passwd"))
+        let hostPasswd = try #require(HostFiles.read("/etc/passwd"))
         try await withNodeRuntime { runtime in
             for (path, why) in Self.invalidPaths {
-                await expectWorkspaceError(.invalidArgument, "writeFile \(path.debugDescription) (\(why))") {
+                await expectError(.invalidArgument, "writeFile \(path.debugDescription) (\(why))") {
                     try await runtime.writeFile(path, text: "x")
                 }
-                await expectWorkspaceError(.invalidArgument, "readFile \(path.debugDescription) (\(why))") {
+                await expectError(.invalidArgument, "readFile \(path.debugDescription) (\(why))") {
                     try await runtime.readFile(path)
                 }
-                await expectWorkspaceError(.invalidArgument, "makeDirectory \(path.debugDescription) (\(why))") {
+                await expectError(.invalidArgument, "makeDirectory \(path.debugDescription) (\(why))") {
                     try await runtime.makeDirectory(path)
                 }
-                await expectWorkspaceError(.invalidArgument, "remove \(path.debugDescription) (\(why))") {
+                await expectError(.invalidArgument, "remove \(path.debugDescription) (\(why))") {
                     try await runtime.remove(path)
                 }
             }
@@ -202,23 +203,23 @@ struct WorkspaceFileTests {
             let listing = try await runtime.workspaceListing(of: "/workspace")
             #expect(listing.isEmpty, "\(listing)")
         }
-        #expect(WorkspaceHostFiles.read("/etc/passwd") == hostPasswd)
+        #expect(HostFiles.read("/etc/passwd") == hostPasswd)
         #expect(!FileManager.default.fileExists(atPath: "/usr/bin/x"))
     }
 
     @Test("readFile of a missing file is notFound (ENOENT)")
     func missingFile() async throws {
         try await withNodeRuntime { runtime in
-            await expectWorkspaceError(.notFound, errno: ENOENT) { try await runtime.readFile("/workspace/missing.txt") }
-            await expectWorkspaceError(.notFound, errno: ENOENT) { try await runtime.readTextFile("/tmp/nope/missing") }
-            await expectWorkspaceError(.notFound, errno: ENOENT) { try await runtime.readDirectory("/workspace/no-dir") }
+            await expectError(.notFound, errno: ENOENT) { try await runtime.readFile("/workspace/missing.txt") }
+            await expectError(.notFound, errno: ENOENT) { try await runtime.readTextFile("/tmp/nope/missing") }
+            await expectError(.notFound, errno: ENOENT) { try await runtime.readDirectory("/workspace/no-dir") }
         }
     }
 
     @Test("a read-only mount is readable and refuses guest writes with EROFS")
     func readOnlyMount() async throws {
-        try await withWorkspaceHostDirectory { directory in
-            try WorkspaceHostFiles.write(directory + "/hello.txt", "read-only hello")
+        try await withHostDirectory { directory in
+            try HostFiles.write(directory + "/hello.txt", "read-only hello")
             try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/mnt/ro")]) { runtime in
                 let output = try await runtime.workspaceOutput(
                     """
@@ -234,20 +235,17 @@ struct WorkspaceFileTests {
                     """)
                 #expect(output == "read-only hello\nEROFS\nEROFS\nEROFS\n")
                 // The host API only writes to writable areas; a read-only mount is not one.
-                await expectWorkspaceError(.invalidArgument) { try await runtime.writeFile("/mnt/ro/new.txt", text: "x") }
+                await expectError(.invalidArgument) { try await runtime.writeFile("/mnt/ro/new.txt", text: "x") }
             }
-            #expect(WorkspaceHostFiles.read(directory + "/hello.txt") == "read-only hello")
+            #expect(HostFiles.read(directory + "/hello.txt") == "read-only hello")
             #expect(!FileManager.default.fileExists(atPath: directory + "/new.txt"))
         }
     }
 
     @Test("a read-write mount shows the guest's writes on the host and takes the host API's writes")
     func readWriteMount() async throws {
-        try await withWorkspaceHostDirectory(owner: (4242, 4242)) { directory in
-            try WorkspaceHostFiles.write(directory + "/seed.txt", "seeded on the host", mode: 0o644)
-            guard chown(directory + "/seed.txt", 4242, 4242) == 0 else {
-                throw WorkspaceHostError(step: "chown seed.txt", errno: errno)
-            }
+        try await withHostDirectory(owner: 4242, group: 4242) { directory in
+            try HostFiles.write(directory + "/seed.txt", "seeded on the host", owner: 4242, group: 4242)
             try await withNodeRuntime(mounts: [Mount(host: directory, guest: "/mnt/data", readOnly: false)]) { runtime in
                 let output = try await runtime.workspaceOutput(
                     """
@@ -257,12 +255,12 @@ struct WorkspaceFileTests {
                     console.log("wrote");
                     """)
                 #expect(output == "seeded on the host\nwrote\n")
-                #expect(WorkspaceHostFiles.read(directory + "/from-guest.txt") == "written by the guest")
+                #expect(HostFiles.read(directory + "/from-guest.txt") == "written by the guest")
 
                 try await runtime.writeFile("/mnt/data/x", text: "written by the host API")
                 try await runtime.writeFile("/mnt/data/nested/y.txt", text: "nested")
-                #expect(WorkspaceHostFiles.read(directory + "/x") == "written by the host API")
-                #expect(WorkspaceHostFiles.read(directory + "/nested/y.txt") == "nested")
+                #expect(HostFiles.read(directory + "/x") == "written by the host API")
+                #expect(HostFiles.read(directory + "/nested/y.txt") == "nested")
                 #expect(try await runtime.readTextFile("/mnt/data/from-guest.txt") == "written by the guest")
                 let seen = try await runtime.workspaceOutput(
                     #"console.log(require("fs").readFileSync("/mnt/data/x", "utf8"));"#)

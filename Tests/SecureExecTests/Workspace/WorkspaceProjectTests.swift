@@ -1,5 +1,6 @@
 import Foundation
 import SecureExec
+import TestSupport
 import Testing
 
 /// An uploaded multi-file project runs as it would on the host (README,
@@ -7,7 +8,7 @@ import Testing
 /// modules, a working directory of its own, and packages from a mounted
 /// `node_modules` resolved by both `require` and `import`.
 @Suite(
-    "Workspace: multi-file projects and node_modules", .enabled(if: Privileges.isRoot || Privileges.isCI),
+    "Workspace: multi-file projects and node_modules", .needsRoot,
     .timeLimit(.minutes(2)))
 struct WorkspaceProjectTests {
     /// A dev server in /workspace/app whose answer is built from all three of
@@ -94,11 +95,11 @@ struct WorkspaceProjectTests {
 
     @Test("a package in a mounted node_modules resolves by require (CommonJS) and by import (ESM)")
     func mountedNodeModules() async throws {
-        try await withWorkspaceHostDirectory { directory in
+        try await withHostDirectory { directory in
             let package = directory + "/node_modules/tiny-pkg"
             // "exports" sends require to index.js and import to index.mjs, so
             // the guest's answer shows which condition Node took.
-            try WorkspaceHostFiles.write(
+            try HostFiles.write(
                 package + "/package.json",
                 """
                 {
@@ -108,12 +109,12 @@ struct WorkspaceProjectTests {
                   "exports": { ".": { "import": "./index.mjs", "require": "./index.js" } }
                 }
                 """)
-            try WorkspaceHostFiles.write(
+            try HostFiles.write(
                 package + "/index.js",
                 """
                 module.exports = { shout: (text) => text.toUpperCase() + "!", via: "require" };
                 """)
-            try WorkspaceHostFiles.write(
+            try HostFiles.write(
                 package + "/index.mjs",
                 """
                 import cjs from "./index.js";
@@ -146,7 +147,7 @@ struct WorkspaceProjectTests {
                 #expect(write.stdoutText == "EROFS\n", "stderr: \(write.stderrText)")
             }
             #expect(
-                WorkspaceHostFiles.read(package + "/index.js")
+                HostFiles.read(package + "/index.js")
                     == #"module.exports = { shout: (text) => text.toUpperCase() + "!", via: "require" };"#)
         }
     }

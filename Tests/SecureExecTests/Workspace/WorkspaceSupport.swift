@@ -1,84 +1,12 @@
 import Foundation
 import SecureExec
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Runs `body` with a fresh host directory under /tmp (mode `mode`) and
-/// removes it with everything in it afterwards, whether `body` returns or throws.
-///
-/// `owner` (uid, gid) chowns it: a read-write mount's source must not belong to root.
-func withWorkspaceHostDirectory<Result>(
-    mode: mode_t = 0o755, owner: (uid_t, gid_t)? = nil, _ body: (String) async throws -> Result
-) async throws -> Result {
-    var template = Array("/tmp/secure-exec-workspace-test-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw WorkspaceHostError(step: "mkdtemp", errno: errno) }
-    let path = String(cString: made)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    guard chmod(path, mode) == 0 else { throw WorkspaceHostError(step: "chmod \(path)", errno: errno) }
-    if let owner, chown(path, owner.0, owner.1) != 0 { throw WorkspaceHostError(step: "chown \(path)", errno: errno) }
-    return try await body(path)
-}
-
-/// Host-side file helpers for the directories the tests mount into sandboxes.
-enum WorkspaceHostFiles {
-    /// Writes `text` to `path` with `mode`, creating parent directories (mode 0755).
-    static func write(_ path: String, _ text: String, mode: mode_t = 0o644) throws {
-        let parent = (path as NSString).deletingLastPathComponent
-        try makeDirectory(parent)
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
-            throw WorkspaceHostError(step: "create \(path)", errno: errno)
-        }
-        guard chmod(path, mode) == 0 else { throw WorkspaceHostError(step: "chmod \(path)", errno: errno) }
-    }
-
-    /// Creates `path` and its missing parents, each chmod-ed to `mode` (umask does not apply).
-    static func makeDirectory(_ path: String, mode: mode_t = 0o755) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { return }
-        try makeDirectory((path as NSString).deletingLastPathComponent, mode: mode)
-        guard mkdir(path, mode) == 0 || errno == EEXIST else { throw WorkspaceHostError(step: "mkdir \(path)", errno: errno) }
-        guard chmod(path, mode) == 0 else { throw WorkspaceHostError(step: "chmod \(path)", errno: errno) }
-    }
-
-    /// The contents of the host file at `path` as text, or nil when it cannot be read.
-    static func read(_ path: String) -> String? {
-        FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
-    }
-}
-
-struct WorkspaceHostError: Error, CustomStringConvertible {
-    let step: String
-    let errno: Int32
-    var description: String { "\(step) failed: \(String(cString: strerror(errno)))" }
-}
-
-/// Runs `body`, expecting it to throw a `SecureExecError` with `code` (and
-/// `errno`, when given); records an issue otherwise. Returns the error thrown.
-@discardableResult
-func expectWorkspaceError<Value>(
-    _ code: SecureExecError.Code, errno expectedErrno: Int32? = nil, _ comment: Comment? = nil,
-    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Value
-) async -> SecureExecError? {
-    do {
-        let value = try await body()
-        Issue.record(
-            "expected \(code)\(comment.map { " (\($0))" } ?? ""), but it returned \(value)", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as SecureExecError {
-        #expect(error.code == code, "\(comment.map { "\($0): " } ?? "")\(error)", sourceLocation: sourceLocation)
-        if let expectedErrno {
-            #expect(error.errno == expectedErrno, "\(comment.map { "\($0): " } ?? "")\(error)", sourceLocation: sourceLocation)
-        }
-        return error
-    } catch {
-        Issue.record("expected a SecureExecError \(code), got \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
 
 /// `count` chunks, each the same `chunk`, made one at a time as they are asked
 /// for (the array is shared, never copied: memory stays at one chunk).

@@ -4,31 +4,36 @@ import Foundation
 import Glibc
 #endif
 
-/// One process on the host, as /proc shows it.
-struct HostProcessEntry: Sendable, Hashable, CustomStringConvertible {
-    let pid: Int32
-    let parent: Int32
+/// One process on the host, as /proc shows it, identified by pid and start
+/// time (so a reused pid is never mistaken for the process that had it before).
+public struct HostProcessEntry: Sendable, Hashable, CustomStringConvertible {
+    public let pid: Int32
+    public let parent: Int32
     /// The one-letter state from /proc/<pid>/stat ("Z" for a zombie).
-    let state: String
-    let commandLine: [String]
+    public let state: String
+    /// Clock ticks after boot at which it started (field 22 of /proc/<pid>/stat).
+    public let startTime: UInt64
+    public let commandLine: [String]
 
-    var description: String { "\(pid) (parent \(parent), \(state)) \(commandLine.joined(separator: " "))" }
+    public var description: String { "\(pid) (parent \(parent), \(state)) \(commandLine.joined(separator: " "))" }
 
     /// The sandbox's PID 1 (its argv[0] is set by the supervisor).
-    var isSandboxInit: Bool { commandLine.first == "secure-exec-init" }
+    public var isSandboxInit: Bool { commandLine.first == "secure-exec-init" }
     /// A guest `node` started from code (its entry file is `.secure-exec-entry-N.js`).
-    var isGuestNode: Bool {
+    public var isGuestNode: Bool {
         (commandLine.first.map { ($0 as NSString).lastPathComponent == "node" } ?? false)
             && commandLine.contains { $0.contains(".secure-exec-entry") }
     }
+    /// Neither gone nor a zombie waiting for its parent: it still runs something.
+    public var isRunning: Bool { state != "Z" && state != "X" }
 }
 
-/// What this test process holds on the host: descriptors, threads, mounts
-/// and processes, read from /proc.
-enum HostCensus {
+/// What this test process holds on the host: descriptors, threads, mounts,
+/// memory and processes, read from /proc.
+public enum HostCensus {
     /// Every open descriptor of this process and what it points to (the
     /// directory handle used to list them is left out).
-    static func openDescriptors() -> [Int32: String] {
+    public static func openDescriptors() -> [Int32: String] {
         guard let directory = opendir("/proc/self/fd") else { return [:] }
         defer { closedir(directory) }
         let own = dirfd(directory)
@@ -44,7 +49,7 @@ enum HostCensus {
     /// `target` (a descriptor's link text) with the socket's kind added when
     /// it is a unix or TCP socket of this network namespace, e.g.
     /// "socket:[123] (unix seqpacket)".
-    static func explain(_ target: String) -> String {
+    public static func explain(_ target: String) -> String {
         guard target.hasPrefix("socket:["), let inode = Int(target.dropFirst(8).dropLast()) else { return target }
         let unixTypes = ["0001": "stream", "0002": "datagram", "0005": "seqpacket"]
         for line in (readText("/proc/self/net/unix") ?? "").split(separator: "\n").dropFirst() {
@@ -63,52 +68,58 @@ enum HostCensus {
     }
 
     /// The number of threads in this process.
-    static func threadCount() -> Int {
+    public static func threadCount() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 0
     }
 
     /// The names of this process's threads (from /proc/self/task/*/comm), sorted.
-    static func threadNames() -> [String] {
+    public static func threadNames() -> [String] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.compactMap { readText("/proc/self/task/\($0)/comm")?.trimmingCharacters(in: .newlines) }.sorted()
     }
 
     /// The number of lines in this process's mount table.
-    static func mountTableLineCount() -> Int {
+    public static func mountTableLineCount() -> Int {
         readText("/proc/self/mountinfo")?.split(separator: "\n").count ?? 0
     }
 
     /// Every process on the host (processes that vanish while being read are skipped).
-    static func processes() -> [HostProcessEntry] {
+    public static func processes() -> [HostProcessEntry] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return names.compactMap(Int32.init).compactMap(process)
     }
 
     /// One process, or nil when there is none with that pid.
-    static func process(_ pid: Int32) -> HostProcessEntry? {
+    public static func process(_ pid: Int32) -> HostProcessEntry? {
         guard let stat = readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so parse after the last ")".
+        // "pid (comm) S ppid ... starttime": comm may hold spaces and parentheses, so parse after the last ")".
         let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 2, let parent = Int32(fields[1]) else { return nil }
+        guard fields.count > 19, let parent = Int32(fields[1]), let startTime = UInt64(fields[19]) else { return nil }
         let commandLine = (readText("/proc/\(pid)/cmdline") ?? "")
             .split(separator: "\0", omittingEmptySubsequences: false).map(String.init)
         return HostProcessEntry(
-            pid: pid, parent: parent, state: String(fields[0]),
+            pid: pid, parent: parent, state: String(fields[0]), startTime: startTime,
             commandLine: commandLine.last == "" ? Array(commandLine.dropLast()) : commandLine)
     }
 
+    /// True while the process `recorded` (the same pid and start time) still runs and is not a zombie.
+    public static func isRunning(_ recorded: HostProcessEntry) -> Bool {
+        guard let now = process(recorded.pid) else { return false }
+        return now.startTime == recorded.startTime && now.isRunning
+    }
+
     /// The processes whose parent is `pid` (this process by default), zombies included.
-    static func children(of pid: Int32 = getpid()) -> [HostProcessEntry] {
+    public static func children(of pid: Int32 = getpid()) -> [HostProcessEntry] {
         processes().filter { $0.parent == pid }
     }
 
     /// Every sandbox init and guest `node` on the host, from any supervisor.
-    static func sandboxProcesses() -> [HostProcessEntry] {
+    public static func sandboxProcesses() -> [HostProcessEntry] {
         processes().filter { $0.isSandboxInit || $0.isGuestNode }
     }
 
     /// The environment of process `pid` (root may read any), or nil if it is gone.
-    static func environment(of pid: Int32) -> [String: String]? {
+    public static func environment(of pid: Int32) -> [String: String]? {
         guard let text = readText("/proc/\(pid)/environ") else { return nil }
         var environment: [String: String] = [:]
         for entry in text.split(separator: "\0") {
@@ -118,19 +129,19 @@ enum HostCensus {
         return environment
     }
 
-    /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
-    static func poll(for timeout: Duration = .seconds(5), until condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while !condition() {
-            if ContinuousClock.now >= deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+    /// This process's resident set size in bytes (VmRSS; 0 if it cannot be
+    /// read, which fails the comparisons that use it loudly).
+    public static func residentBytes() -> Int {
+        for line in (readText("/proc/self/status") ?? "").split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            return kilobytes * 1024
         }
-        return true
+        return 0
     }
 
     /// The whole file read with plain read(2) (procfs files report size 0, so no
     /// size-based read); nil when it cannot be opened or read.
-    static func readBytes(_ path: String) -> [UInt8]? {
+    public static func readBytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -145,11 +156,11 @@ enum HostCensus {
     }
 
     /// `readBytes` as text.
-    static func readText(_ path: String) -> String? {
+    public static func readText(_ path: String) -> String? {
         readBytes(path).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    static func readLink(_ path: String) -> String? {
+    public static func readLink(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let length = readlink(path, &buffer, buffer.count - 1)
         guard length >= 0 else { return nil }
@@ -158,7 +169,7 @@ enum HostCensus {
 
     /// The cgroup directories (`secure-exec-<pid>-*`, v1 or v2, at any depth
     /// below /sys/fs/cgroup) that supervisors `pids` made.
-    static func sandboxCgroups(ofSupervisors pids: Set<Int32>) -> [String] {
+    public static func sandboxCgroups(ofSupervisors pids: Set<Int32>) -> [String] {
         var found: [String] = []
         var level = ["/sys/fs/cgroup"]
         for _ in 0..<5 {
@@ -185,7 +196,7 @@ enum HostCensus {
     /// killed by a test could not remove themselves, so such tests leave
     /// nothing behind. rmdir only succeeds once no process is left in them;
     /// it retries for up to 2 s while the kernel finishes tearing down.
-    static func removeCgroups(ofSupervisors pids: Set<Int32>) {
+    public static func removeCgroups(ofSupervisors pids: Set<Int32>) {
         guard !pids.isEmpty else { return }
         let found = sandboxCgroups(ofSupervisors: pids)
         for path in found {

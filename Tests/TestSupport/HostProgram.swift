@@ -12,20 +12,20 @@ import Glibc
 /// many short programs ran at once (a missed termination, a crash in run()).
 /// Always `stop()` it (use `defer`): that SIGKILLs it if it still runs and
 /// reaps it, so no host process outlives the test that started it.
-final class HostProgram: Sendable {
-    let stdout = GuestOutput()
-    let stderr = GuestOutput()
+public final class HostProgram: Sendable {
+    public let stdout = GuestOutput()
+    public let stderr = GuestOutput()
     // Each gets one byte: when the process has exited, and when both its pipes reached end-of-file.
     private let terminated = GuestOutput()
     private let drained = GuestOutput()
     private let exit = ExitRecord()
-    let pid: Int32
+    public let pid: Int32
 
     /// Starts `executable` with `arguments`; its environment is this process's plus `environment`.
-    init(_ executable: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
+    public init(_ executable: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
         var out: [Int32] = [-1, -1]
         var err: [Int32] = [-1, -1]
-        guard pipe(&out) == 0, pipe(&err) == 0 else { throw HostProgramError(message: "pipe failed") }
+        guard pipe(&out) == 0, pipe(&err) == 0 else { throw HostCallError(step: "pipe", errno: errno) }
         for fd in [out[0], err[0]] { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
 
         var actions = posix_spawn_file_actions_t()
@@ -59,7 +59,7 @@ final class HostProgram: Sendable {
         guard spawned == 0 else {
             close(out[0])
             close(err[0])
-            throw HostProgramError(message: "posix_spawn \(executable): \(String(cString: strerror(spawned)))")
+            throw HostCallError(step: "posix_spawn \(executable)", errno: spawned)
         }
         pid = child
 
@@ -91,7 +91,7 @@ final class HostProgram: Sendable {
     /// Waits for the exit and, when `includingOutput`, for the end of its output (a process
     /// it started may hold its pipes open longer); throws `OutputTimeout` after `timeout`.
     @discardableResult
-    func waitForExit(includingOutput: Bool = true, timeout: Duration = .seconds(30)) async throws
+    public func waitForExit(includingOutput: Bool = true, timeout: Duration = .seconds(30)) async throws
         -> (status: Int32, reason: Process.TerminationReason)
     {
         try await terminated.waitUntilContains("\u{1}", timeout: timeout)
@@ -100,7 +100,7 @@ final class HostProgram: Sendable {
     }
 
     /// SIGKILLs the program if it still runs and waits until it is reaped. Idempotent.
-    func stop() {
+    public func stop() {
         if exit.get() == nil { kill(pid, SIGKILL) }
         while exit.get() == nil { usleep(1000) }
     }
@@ -111,11 +111,6 @@ private final class ExitRecord: Sendable {
     private let value = Mutex<(status: Int32, reason: Process.TerminationReason)?>(nil)
     func set(_ result: (Int32, Process.TerminationReason)) { value.withLock { $0 = (result.0, result.1) } }
     func get() -> (status: Int32, reason: Process.TerminationReason)? { value.withLock { $0 } }
-}
-
-struct HostProgramError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
 }
 
 /// Calls `action` once `done()` has been called `count` times.

@@ -1,13 +1,13 @@
 import Foundation
 import Synchronization
 
-/// A thread-safe byte buffer for a guest's stdout or stderr.
+/// A thread-safe byte buffer for a guest's (or a host program's) stdout or stderr.
 ///
 /// Pass `sink` to `spawn(onStdout:)`/`spawn(onStderr:)`. Tests read `bytes`
 /// or `text` after `wait()` (which guarantees every byte was delivered), or
 /// await `waitUntilContains(_:)` to synchronise with something the guest
 /// prints while it keeps running.
-final class GuestOutput: Sendable {
+public final class GuestOutput: Sendable {
     private struct Waiter {
         let needle: String
         let continuation: CheckedContinuation<Void, any Error>
@@ -15,34 +15,41 @@ final class GuestOutput: Sendable {
 
     private struct State {
         var bytes: [UInt8] = []
+        var count = 0
         var waiters: [UUID: Waiter] = [:]
         /// Waits that timed out or were cancelled before their waiter was registered.
         var failedEarly: [UUID: any Error] = [:]
     }
 
     private let state = Mutex(State())
+    /// Keep at most this many bytes (`count` still grows): for floods.
+    private let keep: Int
 
-    init() {}
+    public init(keep: Int = .max) { self.keep = keep }
 
     /// A callback for `spawn(onStdout:)` or `spawn(onStderr:)`.
-    var sink: @Sendable ([UInt8]) -> Void { { [self] chunk in self.append(chunk) } }
+    public var sink: @Sendable ([UInt8]) -> Void { { [self] chunk in self.append(chunk) } }
 
-    /// Everything received so far.
-    var bytes: [UInt8] { state.withLock { $0.bytes } }
+    /// Everything received so far (up to `keep` bytes).
+    public var bytes: [UInt8] { state.withLock { $0.bytes } }
+
+    /// How many bytes arrived in all, kept or not.
+    public var count: Int { state.withLock { $0.count } }
 
     /// Everything received so far, decoded as UTF-8.
-    var text: String { String(decoding: bytes, as: UTF8.self) }
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
 
     /// The text split into lines (a final newline does not add an empty line).
-    var lines: [String] {
+    public var lines: [String] {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         return lines
     }
 
-    func append(_ chunk: [UInt8]) {
+    public func append(_ chunk: [UInt8]) {
         let satisfied: [CheckedContinuation<Void, any Error>] = state.withLock { state in
-            state.bytes += chunk
+            state.count += chunk.count
+            if state.bytes.count < keep { state.bytes += chunk.prefix(keep - state.bytes.count) }
             guard !state.waiters.isEmpty else { return [] }
             let text = String(decoding: state.bytes, as: UTF8.self)
             let done = state.waiters.filter { text.contains($0.value.needle) }
@@ -53,7 +60,7 @@ final class GuestOutput: Sendable {
     }
 
     /// Returns once the output contains `needle`; throws `OutputTimeout` after `timeout`.
-    func waitUntilContains(_ needle: String, timeout: Duration = .seconds(10)) async throws {
+    public func waitUntilContains(_ needle: String, timeout: Duration = .seconds(10)) async throws {
         let id = UUID()
         let timer = DeadlineTimer(after: timeout) { [self] in
             self.fail(id, OutputTimeout(needle: needle, timeout: timeout, received: self.text))
@@ -87,10 +94,10 @@ final class GuestOutput: Sendable {
 }
 
 /// The guest did not print what a test waited for in time.
-struct OutputTimeout: Error, CustomStringConvertible {
-    let needle: String
-    let timeout: Duration
-    let received: String
+public struct OutputTimeout: Error, CustomStringConvertible {
+    public let needle: String
+    public let timeout: Duration
+    public let received: String
 
-    var description: String { "no \(needle.debugDescription) in the output within \(timeout); got \(received.debugDescription)" }
+    public var description: String { "no \(needle.debugDescription) in the output within \(timeout); got \(received.debugDescription)" }
 }

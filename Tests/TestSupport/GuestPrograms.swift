@@ -1,9 +1,9 @@
 import Foundation
 
 /// JavaScript the tests run as guests.
-enum GuestPrograms {
+public enum GuestPrograms {
     /// The seed's dev server, exactly as the README's API example shows it.
-    static let devServer = """
+    public static let devServer = """
         import http from "node:http";
         const app = http.createServer((req, res) => {
           if (req.url === "/health") {
@@ -19,7 +19,7 @@ enum GuestPrograms {
 
     /// A server on 127.0.0.1:`port` that answers every request with `body`
     /// and prints "listening <port>" once it listens.
-    static func server(port: Int, body: String) -> String {
+    public static func server(port: Int, body: String) -> String {
         """
         const http = require("http");
         http.createServer((req, res) => res.end(\(jsString(body))))
@@ -29,7 +29,7 @@ enum GuestPrograms {
 
     /// A client that GETs http://127.0.0.1:`port`/ and prints `body <text>`,
     /// or `error <code>` when the request fails.
-    static func httpGet(port: Int) -> String {
+    public static func httpGet(port: Int) -> String {
         """
         const http = require("http");
         http.get("http://127.0.0.1:\(port)/", (res) => {
@@ -42,7 +42,7 @@ enum GuestPrograms {
     }
 
     /// A TCP client to `host`:`port` that prints "connected" or `error <code>`.
-    static func tcpConnect(host: String, port: Int) -> String {
+    public static func tcpConnect(host: String, port: Int) -> String {
         """
         const net = require("net");
         const socket = net.connect({ host: \(jsString(host)), port: \(port) });
@@ -52,7 +52,7 @@ enum GuestPrograms {
     }
 
     /// `text` as a JavaScript string literal.
-    static func jsString(_ text: String) -> String {
+    public static func jsString(_ text: String) -> String {
         var literal = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
