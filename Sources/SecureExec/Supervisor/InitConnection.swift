@@ -1,5 +1,6 @@
 import CNamespaces
 import Dispatch
+import Foundation
 import Logging
 import Synchronization
 
@@ -47,20 +48,28 @@ final class InitConnection: Sendable {
         self.logger = logger
         // The channel's handlers reach this connection weakly: the channel
         // lives as long as the connection, not the other way round.
-        let route = Mutex(WeakConnection())
+        let route = Route()
         channel = ControlChannel(
             fd: fd, queue: queue,
-            onEvent: { event in route.withLock { $0.value }?.handle(event, onExit: onExit) },
+            onEvent: { event in route.connection?.handle(event, onExit: onExit) },
             onClosed: {
-                route.withLock { $0.value }?.hangUp()
+                route.connection?.hangUp()
                 onClosed()
             })
-        route.withLock { $0.value = self }
+        route.connection = self
         channel.start()
     }
 
-    private struct WeakConnection: @unchecked Sendable {  // only read and written under its Mutex
-        weak var value: InitConnection?
+    /// A weak reference the channel's handlers reach this connection by. A
+    /// class, so the handlers share one heap object (a `Mutex` local captured
+    /// by escaping closures is not guaranteed a stable address).
+    private final class Route: @unchecked Sendable {  // `lock` guards `weakConnection`
+        private let lock = NSLock()
+        private weak var weakConnection: InitConnection?
+        var connection: InitConnection? {
+            get { lock.withLock { weakConnection } }
+            set { lock.withLock { weakConnection = newValue } }
+        }
     }
 
     // MARK: - Requests

@@ -83,7 +83,10 @@ package final class Sandbox: Sendable {
         guests.willStart()
         let reply: PendingReply
         do throws(SecureExecError) {
-            reply = try connection.request(
+            // The guest's ends must stay open until the request carrying them
+            // is sent: `stdio` closes them when it goes.
+            reply = try withExtendedLifetime(stdio) { () throws(SecureExecError) in
+                try connection.request(
                 SE_REQ_SPAWN, step: "spawn",
                 records: { id in
                     InitProtocol.spawnRecords(
@@ -99,6 +102,7 @@ package final class Sandbox: Sendable {
                         record.abandon()
                     }
                 })
+            }
         } catch {
             guests.didStart(record, pid: nil)
             record.abandon()

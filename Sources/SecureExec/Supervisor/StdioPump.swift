@@ -1,56 +1,115 @@
 import Dispatch
+import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Reads one of a guest's output pipes as chunks arrive, until EOF.
+/// Reads one of a guest's output pipes (or a file operation's data socket)
+/// as chunks arrive, until EOF.
 ///
-/// Owns `fd` (non-blocking read end) and closes it after EOF or `cancel()`.
-/// Chunks are delivered in order on `queue`; whatever the guest wrote before
-/// it died is still in the pipe and is delivered before `onEnd`. Past `limit`
-/// bytes the pipe is still drained (so the guest never blocks on it) but the
-/// bytes are dropped and `onTruncated` is called once: memory stays bounded.
+/// Owns `fd` and closes it after EOF or `cancel()`. Chunks are delivered in
+/// order on `queue`, then `onEnd`; whatever the guest wrote before it died is
+/// still in the pipe and is delivered before `onEnd`. Past `limit` bytes the
+/// pipe is still drained (so the guest never blocks on it) but the bytes are
+/// dropped and `onTruncated` is called once: memory stays bounded.
 ///
-/// Concurrency: one Dispatch read source on the sandbox's serial queue; the
-/// callbacks run there, one at a time, in order. Only `cancel` is called
-/// from elsewhere (Dispatch sources may be cancelled from any thread).
+/// Concurrency: the descriptor is read by NIO (`NIOPipeBootstrap`) on one
+/// event loop, one read at a time: the next read is asked for only after
+/// `queue` has taken the previous chunk, so a slow consumer slows the guest
+/// instead of growing a backlog. Not a Dispatch read source: libdispatch's
+/// epoll backend can free a source's bookkeeping while its manager thread
+/// still delivers a hang-up for it, when the source is cancelled at EOF.
 final class StdioPump: Sendable {
-    private let source: DispatchSourceBox
+    private let channel: Mutex<(any Channel)?> = Mutex(nil)
+    private let cancelled = Atomic<Bool>(false)
 
-    init(fd: Int32, queue: DispatchQueue, limit: Int, onChunk: @escaping @Sendable ([UInt8]) -> Void,
-         onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void)
-    {
-        let delivered = Counter()
-        SystemCall.setNonBlocking(fd)
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        self.source = DispatchSourceBox(source: source)
-        let box = self.source
-        source.setEventHandler {
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            // Bounded per wake-up so one chatty guest cannot starve the queue.
-            for _ in 0..<16 {
-                let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if got > 0 {
-                    let (allowed, truncatedNow) = delivered.take(got, limit: limit)
-                    if allowed > 0 { onChunk(Array(buffer[0..<allowed])) }
-                    if truncatedNow { onTruncated() }
-                    continue
-                }
-                if got < 0 && (errno == EAGAIN || errno == EINTR) { return }
-                box.cancel()  // EOF or a hard error: the stream is over
-                return
+    init(
+        fd: Int32, queue: DispatchQueue, limit: Int, onChunk: @escaping @Sendable ([UInt8]) -> Void,
+        onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        let handler = PumpHandler(
+            queue: queue, limit: limit, onChunk: onChunk, onTruncated: onTruncated, onEnd: onEnd)
+        let bootstrap = NIOPipeBootstrap(group: group)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+            }
+        bootstrap.takingOwnershipOfDescriptor(input: fd).whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                self.channel.withLock { $0 = channel }
+                if self.cancelled.load(ordering: .acquiring) { channel.close(promise: nil) }
+            case .failure:
+                // NIO did not take the descriptor: it is still ours to close.
+                SystemCall.close(fd)
+                queue.async(execute: onEnd)
             }
         }
-        source.setCancelHandler {
-            SystemCall.close(fd)
-            onEnd()
-        }
-        source.resume()
     }
 
-    func cancel() { source.cancel() }
+    /// Stops reading and closes the descriptor; `onEnd` still runs once.
+    func cancel() {
+        cancelled.store(true, ordering: .releasing)
+        channel.withLock { $0 }?.close(promise: nil)
+    }
+}
+
+/// Hands each chunk to the pump's queue and asks for the next read only
+/// once the queue has taken it.
+private final class PumpHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    private let queue: DispatchQueue
+    private let limit: Int
+    private let onChunk: @Sendable ([UInt8]) -> Void
+    private let onTruncated: @Sendable () -> Void
+    private let onEnd: @Sendable () -> Void
+    private let delivered = Counter()
+
+    init(
+        queue: DispatchQueue, limit: Int, onChunk: @escaping @Sendable ([UInt8]) -> Void,
+        onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void
+    ) {
+        self.queue = queue
+        self.limit = limit
+        self.onChunk = onChunk
+        self.onTruncated = onTruncated
+        self.onEnd = onEnd
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        let (allowed, truncatedNow) = delivered.take(buffer.readableBytes, limit: limit)
+        guard allowed > 0 || truncatedNow else {
+            // Past the cap: drop the bytes here, without a copy or a hop.
+            context.read()
+            return
+        }
+        let bytes = buffer.getBytes(at: buffer.readerIndex, length: allowed) ?? []
+        let channel = context.channel
+        queue.async { [onChunk, onTruncated] in
+            if !bytes.isEmpty { onChunk(bytes) }
+            if truncatedNow { onTruncated() }
+            channel.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        queue.async(execute: onEnd)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A read error ends the stream like EOF.
+        context.close(promise: nil)
+    }
 }
 
 /// Bytes delivered so far by one pump (touched only on its serial queue,
