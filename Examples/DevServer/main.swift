@@ -51,11 +51,11 @@ do {
             say("RESULT {\"status\":\(response.status),\"body\":\(quoted(response.bodyText))}")
         } catch {
             server.kill()
-            await server.wait()
+            try await server.wait()
             throw error
         }
         server.kill()
-        await server.wait()
+        try await server.wait()
         say("server stopped")
     }
 } catch {

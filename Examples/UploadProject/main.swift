@@ -31,5 +31,5 @@ try await withNodeRuntime(
     let page = try await runtime.fetch(8080, path: "/")
     print(page.status, page.bodyText)  // 200 hello, sandbox
     server.kill()
-    await server.wait()
+    try await server.wait()
 }

@@ -43,7 +43,30 @@ static void child_fail(int error_fd, int step) {
  * that touch glibc's thread list (setresuid & co. would broadcast to threads
  * that do not exist in this process, hence SYS_ calls).
  */
+/* Closes every descriptor but the `count` in `keep` (async-signal-safe). */
+static void close_all_but(const int *keep, int count) {
+    int sorted[8];
+    for (int i = 0; i < count; i++) {
+        int value = keep[i], j = i;
+        for (; j > 0 && sorted[j - 1] > value; j--) sorted[j] = sorted[j - 1];
+        sorted[j] = value;
+    }
+    unsigned int next = 0;
+    for (int i = 0; i < count; i++) {
+        if (sorted[i] < 0) continue;
+        if ((unsigned int)sorted[i] > next) syscall(SYS_close_range, next, (unsigned int)sorted[i] - 1, 0);
+        next = (unsigned int)sorted[i] + 1;
+    }
+    syscall(SYS_close_range, next, ~0U, 0);
+}
+
 static void child_main(int init_fd, int control_fd, int null_fd, int sync_rd, int error_wr) {
+    /* The host's descriptors are copies the child must not hold: the
+     * release socket's other end (so a supervisor that dies before the
+     * release gives EOF, not a child blocked for ever) and the uid lease's
+     * flock among them. */
+    const int keep[] = {init_fd, control_fd, null_fd, sync_rd, error_wr};
+    close_all_but(keep, 5);
     char released;
     ssize_t got = SE_RETRY_EINTR(read(sync_rd, &released, 1));
     /* EOF without a byte means the parent gave up; so do we. */

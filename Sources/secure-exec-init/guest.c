@@ -50,7 +50,11 @@ static void child_fail(int report_fd, int step) {
 }
 
 static int write_entry(const char *path, int code_fd) {
-    SE_CLEANUP_FD int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* The path is predictable and the workspace is the guest's: whatever a
+     * guest planted there (a FIFO would block this child, and init with it)
+     * is removed, and the file is created afresh or not at all. */
+    if (unlink(path) != 0 && errno != ENOENT) return -1;
+    SE_CLEANUP_FD int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
     if (out < 0) return -1;
     char buffer[16384];
     off_t offset = 0;

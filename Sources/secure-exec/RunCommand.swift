@@ -77,7 +77,7 @@ struct RunCommand: AsyncParsableCommand {
         output.spawned(pid: process.pid)
         lifecycle.attach(process)
         let forwarding = StdinForwarder.start(to: process)
-        let termination = await process.wait()
+        let termination = try await process.wait()
         forwarding.cancel()
         let code = ExitCodes.code(for: termination)
         lifecycle.guestEnded(exitCode: code)

@@ -127,7 +127,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
 
         // Serve until the server exits: by itself, or because a signal ended it.
-        let termination = await server.wait()
+        let termination = try await server.wait()
         let stopped = lifecycle.stopRequested
         let code = stopped ? 0 : ExitCodes.code(for: termination)
         lifecycle.guestEnded(exitCode: code)

@@ -88,7 +88,7 @@ struct BadInputTests {
             #expect(fields.contains("2") && fields.contains("3"), "\(result.stdoutText)")
             let process = try await runtime.spawn("setInterval(() => {}, 1000)", timeout: .seconds(Int64.max))
             process.kill(.kill)
-            #expect(await process.wait() == .signaled(.kill))
+            #expect(try await process.wait() == .signaled(.kill))
         }
     }
 }

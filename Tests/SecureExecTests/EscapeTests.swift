@@ -285,7 +285,7 @@ struct EscapeNodeTests {
                 });
                 console.log(JSON.stringify(entries));
                 """)
-            let result = await guest.finish()
+            let result = try await guest.finish()
             return (try result.json([Entry].self), guest.process.pid)
         }
         #expect(Set(entries.map(\.pid)) == [1, Int(guestPid)], "\(entries.map { "\($0.pid) \($0.cmdline)" })")
@@ -394,7 +394,7 @@ struct EscapeLimitTests {
     func timeout() async throws {
         try await withRuntime { runtime in
             let guest = try await runtime.startGuest("setInterval(() => {}, 1000);", timeout: .milliseconds(500))
-            let ended = await guest.finish()
+            let ended = try await guest.finish()
             #expect(ended.termination == .timedOut, "\(ended)")
             #expect(guest.process.termination == .timedOut)
             let check = try await runtime.runGuest(
@@ -467,7 +467,7 @@ struct EscapeLimitTests {
                 };
                 pump();
                 """, stdoutKeep: 2 << 20)
-            let termination = await flood.process.wait()
+            let termination = try await flood.process.wait()
             await memory.stop()
             #expect(termination == .exited(0), "stderr: \(flood.stderr.text)")
             #expect(flood.stderr.text == "sent 1024 MiB\n")

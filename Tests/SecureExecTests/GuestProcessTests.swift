@@ -17,7 +17,7 @@ struct GuestProcessTests {
         try await withRuntime { runtime in
             let guest = try await runtime.startGuest(Self.runsForever)
             guest.process.kill()
-            let termination = await guest.process.wait()
+            let termination = try await guest.process.wait()
             #expect(termination == .signaled(.terminate))
             #expect(guest.process.termination == .signaled(.terminate))
             #expect(guest.process.exitCode == nil)
@@ -29,7 +29,7 @@ struct GuestProcessTests {
         try await withRuntime { runtime in
             let guest = try await runtime.startGuest(Self.runsForever)
             guest.process.kill(signal)
-            #expect(await guest.process.wait() == .signaled(signal))
+            #expect(try await guest.process.wait() == .signaled(signal))
         }
     }
 
@@ -48,7 +48,7 @@ struct GuestProcessTests {
     func exitCode() async throws {
         try await withRuntime { runtime in
             let guest = try await runtime.startGuest("process.exit(3);")
-            #expect(await guest.process.wait() == .exited(3))
+            #expect(try await guest.process.wait() == .exited(3))
             #expect(guest.process.exitCode == 3)
             #expect(guest.process.termination == .exited(3))
         }
@@ -84,7 +84,7 @@ struct GuestProcessTests {
         }
 
         #expect(disposedInTime, "dispose() had not returned 5 s after it was called")
-        #expect(await guest.process.wait() == .signaled(.kill))
+        #expect(try await guest.process.wait() == .signaled(.kill))
         #expect(took >= runtime.limits.terminationGrace, "dispose did not give the guest its grace period: \(took)")
         #expect(guest.stdout.lines == ["armed", "ignored SIGTERM"])
     }
@@ -140,7 +140,7 @@ struct GuestProcessTests {
             try await guest.process.writeStdin("hello, ")
             try await guest.process.writeStdin(Array("sandbox".utf8))
             guest.process.closeStdin()
-            let finished = await guest.finish()
+            let finished = try await guest.finish()
             #expect(finished.termination == .exited(0))
             #expect(finished.line == "HELLO, SANDBOX <eof>")
         }

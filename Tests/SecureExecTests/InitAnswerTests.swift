@@ -22,7 +22,7 @@ struct InitAnswerTests {
             }
             // The sandbox goes on serving ordinary requests.
             let process = try await runtime.spawn("process.exit(3)")
-            #expect(await process.wait() == .exited(3))
+            #expect(try await process.wait() == .exited(3))
         }
     }
 
@@ -36,7 +36,7 @@ struct InitAnswerTests {
             case .success(let reply): Issue.record("init answered a malformed spawn with \(reply)")
             }
             let process = try await runtime.spawn("process.exit(0)")
-            #expect(await process.wait() == .exited(0))
+            #expect(try await process.wait() == .exited(0))
         }
     }
 }

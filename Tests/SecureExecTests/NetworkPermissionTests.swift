@@ -19,7 +19,7 @@ struct NetworkPermissionTests {
                 try await runtime.waitForListener(port: 3000, process: server.process)
             }
 
-            let finished = await server.finish()
+            let finished = try await server.finish()
             #expect(error?.code == .processExited)
             #expect(finished.termination == .exited(1))
             #expect(finished.stdout == "")
@@ -39,7 +39,7 @@ struct NetworkPermissionTests {
             }
 
             #expect(error?.code == .processExited)
-            #expect(await server.finish().termination == .exited(1))
+            #expect(try await server.finish().termination == .exited(1))
         }
     }
 

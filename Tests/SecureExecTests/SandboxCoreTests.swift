@@ -27,7 +27,7 @@ struct DevServerScenarioTests {
             #expect(root.bodyText == "hello from the sandboxed dev server")
 
             server.process.kill()
-            let finished = await server.finish()
+            let finished = try await server.finish()
             #expect(finished.termination == .signaled(.terminate))
             #expect(finished.stdout == "server listening on 127.0.0.1:3000\n")
             #expect(finished.stderr == "")
@@ -102,7 +102,7 @@ struct RuntimeLifetimeTests {
         }
         #expect(disposedTogether)
         #expect(await finishes(within: .seconds(5)) { await runtime.dispose() })
-        #expect(await guest.wait() == .signaled(.terminate))
+        #expect(try await guest.wait() == .signaled(.terminate))
         let fetchError = await #expect(throws: SecureExecError.self) { try await runtime.fetch(3000) }
         #expect(fetchError?.code == .disposed)
     }

@@ -50,7 +50,7 @@ do {
         onStdout: { continuation.yield($0) },
         onStderr: { FileHandle.standardError.write(Data($0)) })
     Task {
-        await guest.wait()
+        try await guest.wait()
         continuation.finish()
     }
     // READY only once node runs the guest's code, so the test sees a live guest.
@@ -60,7 +60,7 @@ do {
         if String(decoding: received, as: UTF8.self).contains("guest up\n") { break }
     }
     guard String(decoding: received, as: UTF8.self).contains("guest up\n") else {
-        FileHandle.standardError.write(Data("secure-exec-test-host: the guest \(await guest.wait()) before it was up\n".utf8))
+        FileHandle.standardError.write(Data("secure-exec-test-host: the guest \(try await guest.wait()) before it was up\n".utf8))
         exit(1)
     }
     if CommandLine.arguments.contains("--stray-fork") {

@@ -35,8 +35,8 @@ public struct StartedGuest: Sendable {
     public let stderr: GuestOutput
 
     /// Waits for the exit and returns it with everything the guest printed.
-    public func finish() async -> FinishedGuest {
-        let termination = await process.wait()
+    public func finish() async throws -> FinishedGuest {
+        let termination = try await process.wait()
         return FinishedGuest(termination: termination, stdoutBytes: stdout.bytes, stderr: stderr.text)
     }
 }

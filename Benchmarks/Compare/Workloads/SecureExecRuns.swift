@@ -31,7 +31,7 @@ public enum SecureExecRuns {
             await runtime.dispose()
             throw error
         }
-        let termination = await guest.wait()
+        let termination = try await guest.wait()
         let exited = monotonicNanos()
         await runtime.dispose()
         let disposed = monotonicNanos()
@@ -56,7 +56,7 @@ public enum SecureExecRuns {
             $0.firstByteAt != nil
         }
         let first = watch.firstByteAt!
-        _ = await guest.wait()
+        _ = try await guest.wait()
         try await watch.wait("the guest's timestamps") { GuestScripts.parseStamp($0.text, clocks: clocks) != nil }
         let stamp = GuestScripts.parseStamp(watch.text, clocks: clocks)!
         return (
@@ -77,7 +77,7 @@ public enum SecureExecRuns {
             try await runtime.waitForListener(port: port, process: server)
         } catch {
             server.kill(.kill)
-            _ = await server.wait()
+            _ = try await server.wait()
             throw error
         }
         let listening = monotonicNanos()
@@ -85,7 +85,7 @@ public enum SecureExecRuns {
         try? await watch.wait("the listening line", timeout: .seconds(2)) { $0.needleAt != nil }
         let line = watch.needleAt
         server.kill()
-        _ = await server.wait()
+        _ = try await server.wait()
         return (milliseconds(from: start, to: listening), line.map { milliseconds(from: start, to: $0) })
     }
 

@@ -28,7 +28,9 @@ extension NodeRuntime {
     /// termination is `.timedOut` (this does not throw).
     ///
     /// `stdin`, if given, is written to the process and then closed;
-    /// otherwise its stdin is closed at once.
+    /// otherwise its stdin is closed at once. Cancelling the calling task ends
+    /// the process (SIGTERM, SIGKILL after the grace period) and throws
+    /// `.cancelled`.
     public func exec(
         _ code: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", stdin: [UInt8]? = nil, timeout: Duration = .seconds(60)
@@ -46,7 +48,9 @@ extension NodeRuntime {
     ///
     /// - Throws: `.guestFailed` with the guest's error message (the tail of
     ///   its stderr) when it exits non-zero, is killed, or never calls
-    ///   `__return`; `.invalidArgument` when the value does not decode as `T`.
+    ///   `__return`; `.timeout` when it ran past `timeout`; `.decodingFailed`
+    ///   when the value does not decode as `T`; `.cancelled` when the calling
+    ///   task is cancelled (the process is ended first).
     public func run<T: Decodable>(
         _ code: String, as type: T.Type = T.self, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", timeout: Duration = .seconds(60)
@@ -76,6 +80,9 @@ extension NodeRuntime {
         } catch where error.code == .notFound {
             returned = nil
         }
+        if result.termination == .timedOut {
+            throw SecureExecError(.timeout, "the guest ran longer than \(timeout) and was killed", step: "run")
+        }
         guard result.termination == .exited(0), let returned else {
             let tail = String(result.stderrText.suffix(2000))
             let why =
@@ -88,7 +95,7 @@ extension NodeRuntime {
             return try JSONDecoder().decode(T.self, from: Data(returned))
         } catch {
             throw SecureExecError(
-                .invalidArgument, "the value the guest returned does not decode as \(T.self): \(error)", step: "run")
+                .decodingFailed, "the value the guest returned does not decode as \(T.self): \(error)", step: "run")
         }
     }
 
@@ -111,14 +118,14 @@ extension NodeRuntime {
                 try? await process.writeStdin(stdin)
                 process.closeStdin()
             }
-            let termination = await process.wait()
-            writer.cancel()
+            defer { writer.cancel() }
+            let termination = try await process.wait()
             return ExecResult(
                 stdout: stdout.bytes, stderr: stderr.bytes, termination: termination, duration: clock.now - began,
                 truncated: process.stdoutTruncated || process.stderrTruncated)
         }
         process.closeStdin()
-        let termination = await process.wait()
+        let termination = try await process.wait()
         return ExecResult(
             stdout: stdout.bytes, stderr: stderr.bytes, termination: termination, duration: clock.now - began,
             truncated: process.stdoutTruncated || process.stderrTruncated)

@@ -85,14 +85,15 @@ extension NodeRuntime {
     ///
     /// `timeout` bounds the whole exchange including `handle` (nil: no bound,
     /// e.g. for an event stream); `bodyStream`, if given, is sent chunked.
-    public func fetchStreaming<Result: Sendable>(
+    public func fetchStreaming<Result>(
         _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
         connectTimeout: Duration = .seconds(10), timeout: Duration? = nil,
+        isolation: isolated (any Actor)? = #isolation,
         _ handle: (StreamingResponse) async throws -> Result
     ) async throws -> Result {
         try await exchange(
             port: port, path: path, method: method, headers: headers, body: body.map { .bytes($0) } ?? .none,
-            connectTimeout: connectTimeout, timeout: timeout
+            connectTimeout: connectTimeout, timeout: timeout, isolation: isolation
         ) { response in
             try await handle(
                 StreamingResponse(
@@ -130,9 +131,10 @@ extension NodeRuntime {
         }
     }
 
-    private func exchange<Result: Sendable>(
+    private func exchange<Result>(
         port: Int, path: String, method: String, headers: [HTTPHeader], body: GuestRequestBody,
-        connectTimeout: Duration, timeout: Duration?, _ handle: (GuestResponse) async throws -> Result
+        connectTimeout: Duration, timeout: Duration?, isolation: isolated (any Actor)? = #isolation,
+        _ handle: (GuestResponse) async throws -> Result
     ) async throws -> Result {
         try Self.validate(port: port)
         try Self.validate(timeout: connectTimeout, name: "connectTimeout")
@@ -140,7 +142,7 @@ extension NodeRuntime {
         guard !sandbox.isDisposed else { throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch") }
         return try await sandbox.http.exchange(
             port: port, method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: body,
-            connectTimeout: min(connectTimeout, timeout ?? connectTimeout), timeout: timeout, handle)
+            connectTimeout: min(connectTimeout, timeout ?? connectTimeout), timeout: timeout, isolation: isolation, handle)
     }
 
     static func streamBody<Chunks: AsyncSequence & Sendable>(_ chunks: Chunks) -> GuestRequestBody

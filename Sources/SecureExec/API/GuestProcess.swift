@@ -42,14 +42,28 @@ public final class GuestProcess: Sendable {
     }
 
     /// Sends `signal` (SIGTERM by default). Does nothing if it already exited.
+    ///
+    /// Signals sent right after `spawn` returns can reach the guest before
+    /// its own handlers (`process.on("SIGTERM")`) exist, and then act with
+    /// their default effect; wait for a sign of readiness (a line of output,
+    /// a listener) first when the guest's handler matters.
     public func kill(_ signal: Signal = .terminate) {
         runtime.sandbox.signal(record, signal.rawValue)
     }
 
     /// Waits until the process has ended and all its output was delivered.
+    ///
+    /// Cancelling the waiting task ends the process (SIGTERM, then SIGKILL
+    /// after `Limits.terminationGrace`) and throws `.cancelled` once it is
+    /// gone: nothing keeps running that the caller stopped waiting for. To
+    /// stop waiting without ending it, don't cancel; race the wait instead.
     @discardableResult
-    public func wait() async -> Termination {
-        await record.wait()
+    public func wait() async throws(SecureExecError) -> Termination {
+        if let termination = await record.wait() { return termination }
+        await runtime.sandbox.terminate(record)
+        throw SecureExecError(
+            .cancelled, "waiting for the process was cancelled; it was ended (SIGTERM, then SIGKILL after the grace period)",
+            step: "wait")
     }
 
     /// How it ended, or nil while it runs.

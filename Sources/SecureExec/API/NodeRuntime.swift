@@ -23,8 +23,10 @@ public enum ListenerHost: Sendable, Hashable {
 ///
 /// Create one with `create(...)` (or use `withNodeRuntime`), `spawn` guests in
 /// it, reach their servers with `waitForListener` and `fetch`, and always end
-/// it with `dispose()`: Swift has no async deinit, so an undisposed runtime
-/// keeps its sandbox until the process exits (then the kernel ends it).
+/// it with `dispose()`, which ends guests gracefully (SIGTERM, then SIGKILL
+/// after the grace period). A runtime dropped undisposed is ended at once
+/// instead: its init is killed with SIGKILL and everything it held is
+/// released in the background.
 /// Every process in one runtime shares its loopback, filesystem and process
 /// table, like processes on one machine.
 public final class NodeRuntime: Sendable {
@@ -38,6 +40,13 @@ public final class NodeRuntime: Sendable {
         self.sandbox = sandbox
         self.permissions = permissions
         self.limits = limits
+    }
+
+    /// A runtime dropped without `dispose()` still ends its sandbox: init is
+    /// killed at once, and its descriptors, uid range and cgroups are
+    /// released in the background.
+    deinit {
+        sandbox.abandon()
     }
 
     /// Builds a new sandbox and returns once it is ready to spawn guests.
@@ -108,12 +117,17 @@ public final class NodeRuntime: Sendable {
         }
         let configuration = SandboxConfiguration(
             permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node, logger: logger)
+        try checkCancellation("create")
         let sandbox = try await SandboxLauncher.launch(configuration)
         let runtime = NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
         do throws(SecureExecError) {
             for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
+                try checkCancellation("create")
                 try await runtime.writeFile(path, contents)
             }
+            // Cancelled while the sandbox was being built: nothing is handed
+            // back, so nothing is left running.
+            try checkCancellation("create")
         } catch {
             await runtime.dispose()
             throw error
@@ -170,6 +184,7 @@ public final class NodeRuntime: Sendable {
     ) async throws(SecureExecError) -> GuestProcess {
         if let timeout { try Self.validate(timeout: timeout, name: "timeout") }
         try Self.validate(guestPath: workingDirectory, name: "workingDirectory")
+        try Self.checkCancellation("spawn")
         for (key, value) in environment {
             guard !key.isEmpty, !key.contains("="), !key.contains("\0"), !value.contains("\0") else {
                 throw SecureExecError(.invalidArgument, "environment variable \(key.debugDescription) is not valid", step: "spawn")
@@ -187,7 +202,18 @@ public final class NodeRuntime: Sendable {
         request.onStderr = onStderr
         request.timeout = timeout
         let record = try await sandbox.spawn(request)
+        // Cancelled while init started it: end it rather than hand back a
+        // process nobody asked for any more.
+        if Task.isCancelled {
+            await sandbox.terminate(record)
+            throw SecureExecError(.cancelled, "spawn was cancelled; the process it started was ended", step: "spawn")
+        }
         return GuestProcess(record: record, runtime: self)
+    }
+
+    /// Throws `.cancelled` when the calling task is cancelled.
+    static func checkCancellation(_ step: String) throws(SecureExecError) {
+        if Task.isCancelled { throw SecureExecError(.cancelled, "\(step) was cancelled", step: step) }
     }
 
     static func validate(guestPath path: String, name: String) throws(SecureExecError) {
@@ -261,10 +287,10 @@ public final class NodeRuntime: Sendable {
 
 /// Creates a runtime, runs `body` with it and disposes it afterwards, whether
 /// `body` returns, throws or is cancelled.
-public func withNodeRuntime<Result: Sendable>(
+public func withNodeRuntime<Result>(
     permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
     workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
-    logger: Logger = Logger(label: "secure-exec"),
+    logger: Logger = Logger(label: "secure-exec"), isolation: isolated (any Actor)? = #isolation,
     _ body: (NodeRuntime) async throws -> Result
 ) async throws -> Result {
     let runtime = try await NodeRuntime.create(

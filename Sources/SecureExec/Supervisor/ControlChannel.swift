@@ -69,7 +69,7 @@ final class ControlChannel: Sendable {
             payload_len: UInt32(payload.count), fd_count: UInt32(fds.count))
         let result = sendLock.state.withLock { isClosed -> Int32 in
             if isClosed {
-                errno = EPIPE
+                errno = ESHUTDOWN
                 return -1
             }
             return payload.withUnsafeBytes { bytes in
@@ -79,6 +79,9 @@ final class ControlChannel: Sendable {
             }
         }
         if result != 0 {
+            if errno == ESHUTDOWN {
+                throw SecureExecError(.disposed, "the runtime has been disposed", step: "send request")
+            }
             throw SystemCall.failure(.ioFailed, "could not reach the sandbox's init", step: "send request")
         }
     }

@@ -26,23 +26,31 @@ package final class GuestConnectionPool: Sendable {
     private static let maxIdlePerPort = 16
 
     /// What a caller of `checkOut` is given: a kept-alive connection, a slot
-    /// to dial a new one in, or nothing (the pool is shut down).
+    /// to dial a new one in, nothing (the pool is shut down), or the reason
+    /// it stopped waiting (its task was cancelled or its deadline passed).
     private enum Grant {
         case connection(GuestConnection)
         case dial
         case closed
+        case gaveUp(SecureExecError)
+    }
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Grant, Never>
     }
 
     private struct PortState {
         var idle: [GuestConnection] = []
         /// Connections counted against the limit: idle, in use, or being dialed.
         var open = 0
-        var waiting: [CheckedContinuation<Grant, Never>] = []
+        var waiting: [Waiter] = []
     }
 
     private struct State {
         var ports: [Int: PortState] = [:]
         var closed = false
+        var nextWaiter: UInt64 = 0
     }
 
     private let dialer: NetnsDialer
@@ -62,9 +70,9 @@ package final class GuestConnectionPool: Sendable {
     /// The connection is returned to the pool once the response ended and
     /// `handle` returned; if `handle` returns early (the body not fully
     /// read), throws, or the deadline passes, the connection is closed.
-    package func exchange<Result: Sendable>(
+    package func exchange<Result>(
         port: Int, method: String, path: String, headers: [(String, String)], body: GuestRequestBody,
-        connectTimeout: Duration, timeout: Duration?,
+        connectTimeout: Duration, timeout: Duration?, isolation: isolated (any Actor)? = #isolation,
         _ handle: (GuestResponse) async throws -> Result
     ) async throws -> Result {
         let head = try Self.makeHead(method: method, path: path, headers: headers, body: body, port: port)
@@ -72,7 +80,8 @@ package final class GuestConnectionPool: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let connection = try await checkOut(port: port, connectTimeout: connectTimeout)
+            let connection = try await checkOut(
+                port: port, connectTimeout: connectTimeout, deadline: deadline, timeout: timeout)
             let job = GuestExchange(head: head, body: body, reused: connection.hasServed)
             let watchdog = deadline.map { deadline in
                 Task {
@@ -126,29 +135,57 @@ package final class GuestConnectionPool: Sendable {
             return (idle, waiting)
         }
         idle.forEach { $0.close() }
-        waiting.forEach { $0.resume(returning: .closed) }
+        waiting.forEach { $0.continuation.resume(returning: .closed) }
     }
 
-    private func checkOut(port: Int, connectTimeout: Duration) async throws -> GuestConnection {
-        let grant: Grant = await withCheckedContinuation { continuation in
-            let now: Grant? = state.withLock { state in
-                if state.closed { return .closed }
-                var ports = state.ports[port, default: PortState()]
-                defer { state.ports[port] = ports }
-                while let connection = ports.idle.popLast() {
-                    if connection.isAlive { return .connection(connection) }
-                    ports.open -= 1
-                }
-                if ports.open < Self.maxConnectionsPerPort {
-                    ports.open += 1
-                    return .dial
-                }
-                ports.waiting.append(continuation)  // resumed by checkIn, release or shutdown
-                return nil
+    /// A connection for `port`: an idle one, a new one, or the next one
+    /// freed. Waiting for one ends with the task's cancellation (`.cancelled`)
+    /// or at `deadline` (`.timeout`).
+    private func checkOut(
+        port: Int, connectTimeout: Duration, deadline: ContinuousClock.Instant?, timeout: Duration?
+    ) async throws -> GuestConnection {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        let timer = deadline.map { deadline in
+            Task { [weak self] in
+                try? await Task.sleep(until: deadline)
+                guard !Task.isCancelled else { return }
+                self?.giveUp(
+                    waiter: id, port: port,
+                    SecureExecError(.timeout, "no connection to port \(port) was free within \(timeout!)", step: "fetch"))
             }
-            if let now { continuation.resume(returning: now) }
+        }
+        defer { timer?.cancel() }
+        let grant: Grant = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: Grant? = state.withLock { state in
+                    if state.closed { return .closed }
+                    // Checked under the lock: a cancellation that came before
+                    // the waiter is enqueued finds nothing to remove.
+                    if Task.isCancelled { return .gaveUp(Self.cancelled) }
+                    var ports = state.ports[port, default: PortState()]
+                    defer { state.ports[port] = ports }
+                    while let connection = ports.idle.popLast() {
+                        if connection.isAlive { return .connection(connection) }
+                        ports.open -= 1
+                    }
+                    if ports.open < Self.maxConnectionsPerPort {
+                        ports.open += 1
+                        return .dial
+                    }
+                    ports.waiting.append(Waiter(id: id, continuation: continuation))  // resumed by checkIn, release, shutdown or giveUp
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            giveUp(waiter: id, port: port, Self.cancelled)
         }
         switch grant {
+        case .gaveUp(let error):
+            throw error
         case .connection(let connection):
             return connection
         case .closed:
@@ -173,14 +210,14 @@ package final class GuestConnectionPool: Sendable {
             var ports = state.ports[port, default: PortState()]
             defer { state.ports[port] = ports }
             if reusable {
-                if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .connection(connection), false) }
+                if !ports.waiting.isEmpty { return (ports.waiting.removeFirst().continuation, .connection(connection), false) }
                 if ports.idle.count < Self.maxIdlePerPort {
                     ports.idle.append(connection)
                     return (nil, .dial, false)
                 }
             }
             // Closed: its slot goes to the first waiter (to dial), else back to the pool.
-            if !ports.waiting.isEmpty { return (ports.waiting.removeFirst(), .dial, true) }
+            if !ports.waiting.isEmpty { return (ports.waiting.removeFirst().continuation, .dial, true) }
             ports.open -= 1
             return (nil, .dial, true)
         }
@@ -194,11 +231,26 @@ package final class GuestConnectionPool: Sendable {
             if state.closed { return nil }
             var ports = state.ports[port, default: PortState()]
             defer { state.ports[port] = ports }
-            if !ports.waiting.isEmpty { return ports.waiting.removeFirst() }
+            if !ports.waiting.isEmpty { return ports.waiting.removeFirst().continuation }
             ports.open -= 1
             return nil
         }
         waiter?.resume(returning: .dial)
+    }
+
+    private static let cancelled = SecureExecError(.cancelled, "the fetch was cancelled", step: "fetch")
+
+    /// Ends one waiter's wait with `error`, if it is still waiting (a waiter
+    /// already granted a connection or slot keeps it).
+    private func giveUp(waiter id: UInt64, port: Int, _ error: SecureExecError) {
+        let waiter = state.withLock { state -> Waiter? in
+            guard var ports = state.ports[port], let index = ports.waiting.firstIndex(where: { $0.id == id }) else {
+                return nil
+            }
+            defer { state.ports[port] = ports }
+            return ports.waiting.remove(at: index)
+        }
+        waiter?.continuation.resume(returning: .gaveUp(error))
     }
 
     static func makeHead(method: String, path: String, headers: [(String, String)], body: GuestRequestBody, port: Int)

@@ -41,7 +41,8 @@ package final class GuestRecord: Sendable {
         var drainExpired = false
         var stdin: Int32 = -1
         var stderrTail: [UInt8] = []
-        var waiters: [CheckedContinuation<Termination, Never>] = []
+        var waiters: [UInt64: CheckedContinuation<Termination?, Never>] = [:]
+        var nextWaiter: UInt64 = 0
         var pumps: [StdioPump] = []
         var timedOut = false
         var truncated: Set<Int32> = []
@@ -119,16 +120,29 @@ package final class GuestRecord: Sendable {
         pumps.forEach { $0.cancel() }
     }
 
-    package func wait() async -> Termination {
-        await withCheckedContinuation { continuation in
-            let ready: Termination? = state.withLock { state in
-                if let termination = state.termination, state.openStreams == 0 || state.drainExpired {
-                    return termination
+    /// How it ended, once every byte of its output was delivered; nil when
+    /// the task was cancelled first (the guest is left as it is).
+    package func wait() async -> Termination? {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: Termination?? = state.withLock { state in
+                    if let termination = state.termination, state.openStreams == 0 || state.drainExpired {
+                        return .some(termination)
+                    }
+                    // Checked under the lock: a cancellation before the waiter
+                    // is registered finds nothing to resume.
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return nil
                 }
-                state.waiters.append(continuation)
-                return nil
+                if let now { continuation.resume(returning: now) }
             }
-            if let ready { continuation.resume(returning: ready) }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
 
@@ -188,13 +202,13 @@ package final class GuestRecord: Sendable {
     }
 
     private func resolveIfDone() {
-        let (termination, waiters): (Termination?, [CheckedContinuation<Termination, Never>]) =
+        let (termination, waiters): (Termination?, [CheckedContinuation<Termination?, Never>]) =
             state.withLock { state in
                 guard let termination = state.termination, state.openStreams == 0 || state.drainExpired else {
                     return (nil, [])
                 }
-                let waiters = state.waiters
-                state.waiters = []
+                let waiters = Array(state.waiters.values)
+                state.waiters = [:]
                 if state.openStreams == 0 { state.pumps = [] }
                 return (termination, waiters)
             }

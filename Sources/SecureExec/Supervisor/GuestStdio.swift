@@ -20,20 +20,26 @@ final class GuestStdio {
     static func make(code: String?) throws(SecureExecError) -> GuestStdio {
         var opened: [Int32] = []
         do throws(SecureExecError) {
-            // stdin is a socket pair, not a pipe: the host writes with MSG_NOSIGNAL,
-            // so a guest that closes its stdin can never raise SIGPIPE in the host.
-            var stdinPair: [Int32] = [-1, -1]
-            guard se_stream_pair(&stdinPair) == 0 else {
-                throw SystemCall.failure(.spawnFailed, "could not create the stdin socket", step: "socketpair stdin")
+            // All three are socket pairs shut down to one direction, not pipes.
+            // The host writes stdin with MSG_NOSIGNAL, so a guest that closes
+            // it can never raise SIGPIPE in the host. And once the guest's end
+            // of stdout or stderr is closed the host reads EOF for good: a
+            // pipe could be reopened for writing through /proc/self/fd after
+            // its hang-up, which the reader (NIO) treats as impossible.
+            func oneWay(_ name: String, hostReads: Bool) throws(SecureExecError) -> (host: Int32, guest: Int32) {
+                var pair: [Int32] = [-1, -1]
+                guard se_stream_pair(&pair) == 0 else {
+                    throw SystemCall.failure(.spawnFailed, "could not create the \(name) socket", step: "socketpair \(name)")
+                }
+                opened += pair
+                shutdown(pair[0], Int32(hostReads ? SHUT_WR : SHUT_RD))
+                shutdown(pair[1], Int32(hostReads ? SHUT_RD : SHUT_WR))
+                return (pair[0], pair[1])
             }
-            opened += stdinPair
-            shutdown(stdinPair[1], Int32(SHUT_WR))
-            shutdown(stdinPair[0], Int32(SHUT_RD))
-            let out = try SystemCall.pipe(step: "stdout pipe")
-            opened += [out.read, out.write]
-            let err = try SystemCall.pipe(step: "stderr pipe")
-            opened += [err.read, err.write]
-            var guestEnds = [stdinPair[1], out.write, err.write]
+            let input = try oneWay("stdin", hostReads: false)
+            let out = try oneWay("stdout", hostReads: true)
+            let err = try oneWay("stderr", hostReads: true)
+            var guestEnds = [input.guest, out.guest, err.guest]
             if let code {
                 let memfd = se_memfd("guest-code")
                 guard memfd >= 0 else {
@@ -43,7 +49,7 @@ final class GuestStdio {
                 try SystemCall.writeAll(memfd, Array(code.utf8), step: "write code")
                 guestEnds.append(memfd)
             }
-            return GuestStdio(guestEnds: guestEnds, hostEnds: (stdinPair[0], out.read, err.read))
+            return GuestStdio(guestEnds: guestEnds, hostEnds: (input.host, out.host, err.host))
         } catch {
             opened.forEach(SystemCall.close)
             throw error

@@ -92,7 +92,9 @@ final class InitConnection: Sendable {
         do throws(SecureExecError) {
             try channel.send(type, id: id, records: records(id), fds: fds)
         } catch {
-            _ = state.withLock { $0.outstanding.removeValue(forKey: id) }
+            // Init's exit may have failed the request already (and run its
+            // onReply): then that outcome stands, and it is returned.
+            guard state.withLock({ $0.outstanding.removeValue(forKey: id) }) != nil else { return pending }
             throw error
         }
         return pending
@@ -120,8 +122,14 @@ final class InitConnection: Sendable {
         queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(timeout)) { [weak self] in
             self?.finishSetup(.failure(SecureExecError(.timeout, "the sandbox did not become ready within \(timeout)", step: "setup")))
         }
-        let result = await withCheckedContinuation { continuation in
-            state.withLock { $0.setup.wait(continuation) }?.resume()
+        // Cancelling the caller ends the wait at once; the launcher then
+        // disposes what it built.
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                state.withLock { $0.setup.wait(continuation) }?.resume()
+            }
+        } onCancel: {
+            finishSetup(.failure(SecureExecError(.cancelled, "creating the runtime was cancelled", step: "create")))
         }
         try result.get()
     }
@@ -130,6 +138,9 @@ final class InitConnection: Sendable {
     /// descriptor is really closed.
     func close() async {
         await channel.close()
+        // A cancelled read source runs no pending event: the hang-up may
+        // never have been seen, so every request still waiting fails here.
+        hangUp()
     }
 
     // MARK: - Events

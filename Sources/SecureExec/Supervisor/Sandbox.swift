@@ -130,6 +130,28 @@ package final class Sandbox: Sendable {
         try? connection.post(SE_REQ_SIGNAL, targetPID: record.pid, signal: signal)
     }
 
+    /// Ends one guest: SIGTERM, then SIGKILL after the grace period; returns
+    /// once it has exited (or a few seconds after SIGKILL, should init not
+    /// report it). Runs to the end even when the calling task is cancelled:
+    /// it is what cancellation of a wait does.
+    func terminate(_ record: GuestRecord) async {
+        let grace = configuration.limits.terminationGrace
+        await Task {
+            guard record.isRunning, !self.isDisposed else { return }
+            self.signal(record, SIGTERM)
+            let deadline = grace.deadlineFromNow
+            while record.isRunning, ContinuousClock.now < deadline, !self.isDisposed {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            guard record.isRunning, !self.isDisposed else { return }
+            self.signal(record, SIGKILL)
+            let killed = Duration.seconds(5).deadlineFromNow
+            while record.isRunning, ContinuousClock.now < killed, !self.isDisposed {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }.value
+    }
+
     /// Whether a guest runs or is starting.
     var hasRunningGuest: Bool { guests.hasRunningGuest }
     /// The guest started last.
@@ -181,6 +203,19 @@ package final class Sandbox: Sendable {
             return false
         }
         if late { Task { await exposure.close() } }
+    }
+
+    /// The runtime was dropped without `dispose`: init is killed now (every
+    /// guest dies with its pid namespace) and the rest is released in the
+    /// background, cgroups included.
+    func abandon() {
+        let live = state.withLock { state -> Bool in
+            guard state.phase == .ready else { return false }
+            return true
+        }
+        guard live else { return }
+        _ = se_pidfd_signal(pidfd, SIGKILL)
+        Task { await self.dispose() }
     }
 
     /// Ends every guest (SIGTERM, SIGKILL after the grace period), then init,

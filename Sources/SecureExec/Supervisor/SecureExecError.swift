@@ -27,6 +27,7 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
             case cancelled
             case notFound
             case guestFailed
+            case decodingFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -61,6 +62,8 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
         public static let notFound = Code(.notFound)
         /// Guest code run for a result failed (threw, exited non-zero, was killed).
         public static let guestFailed = Code(.guestFailed)
+        /// The value guest code returned (`run`) does not decode as the type asked for.
+        public static let decodingFailed = Code(.decodingFailed)
 
         public var description: String { value.rawValue }
     }

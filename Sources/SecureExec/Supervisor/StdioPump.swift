@@ -44,8 +44,10 @@ final class StdioPump: Sendable {
                 self.channel.withLock { $0 = channel }
                 if self.cancelled.load(ordering: .acquiring) { channel.close(promise: nil) }
             case .failure:
-                // NIO did not take the descriptor: it is still ours to close.
-                SystemCall.close(fd)
+                // NIO closes the descriptor itself once it made a channel of
+                // it, so closing it here could close a reused number; the
+                // only failures before that are for descriptors that are not
+                // sockets or pipes, which the supervisor never passes.
                 queue.async(execute: onEnd)
             }
         }

@@ -83,7 +83,7 @@ struct FileHelperTests {
             let early = guest.process.termination
             #expect(early == nil, "the stopper ended early (\(String(describing: early))): \(guest.stderr.text.suffix(1000))")
             guest.process.kill(.kill)
-            _ = await guest.process.wait()
+            _ = try await guest.process.wait()
 
             let seen = guest.stdout.lines.filter { $0.hasPrefix("seen ") }
             let stopped = seen.filter { $0.hasSuffix(" stopped") }

@@ -124,7 +124,7 @@ struct InotifyAccountingTests {
                     "root could make \(before.count) inotify instances before the guests and \(during.count) (errno \(during.error)) while they held theirs"
                 )
                 for guest in guests { guest.process.kill(.kill) }
-                for guest in guests { _ = await guest.process.wait() }
+                for guest in guests { _ = try await guest.process.wait() }
             }
         }
     }
@@ -135,7 +135,7 @@ struct InotifyAccountingTests {
             let guest = try await runtime.startGuest(Self.exhaustInstances, arguments: ["12"])
             let report = try await Self.report(from: guest)
             guest.process.kill(.kill)
-            _ = await guest.process.wait()
+            _ = try await guest.process.wait()
             #expect(report.sysctl["max_inotify_instances"] == "7")
             #expect(report.sysctl["max_inotify_watches"] == "20")
             #expect(report.attempts == 13)
@@ -149,7 +149,7 @@ struct InotifyAccountingTests {
         try await withRuntime(limits: Limits(inotifyInstances: 7, inotifyWatches: 20)) { runtime in
             let guest = try await runtime.startGuest(Self.exhaustWatches, arguments: ["30"])
             let report = try await Self.report(from: guest, timeout: .seconds(30))
-            _ = await guest.process.wait()
+            _ = try await guest.process.wait()
             #expect(report.sysctl["max_inotify_watches"] == "20")
             #expect(report.ok == 20, "\(report)")
             #expect(report.codes == ["ENOSPC": 10], "\(report.codes)")

@@ -138,7 +138,7 @@ struct SocketMemoryTests {
             }
             let status = guest.stdout.lines.last { $0.hasPrefix("STATUS ") } ?? guest.stdout.lines.last ?? ""
             guest.process.kill(.kill)
-            let termination = await guest.process.wait()
+            let termination = try await guest.process.wait()
             #expect(termination == .signaled(.kill), "the hoarder ended on its own: \(termination) \(guest.stderr.text.suffix(1000))")
 
             let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))

@@ -280,11 +280,11 @@ struct WorkspaceModeTests {
                 } catch {
                     Issue.record("stderr: \(guest.stderr.text)")
                     guest.process.kill(.kill)
-                    _ = await guest.process.wait()
+                    _ = try await guest.process.wait()
                     throw error
                 }
                 guest.process.kill()
-                _ = await guest.process.wait()
+                _ = try await guest.process.wait()
             }
         }
     }
@@ -313,7 +313,7 @@ struct WorkspaceModeTests {
                     throw error
                 }
                 guest.process.kill()
-                _ = await guest.process.wait()
+                _ = try await guest.process.wait()
             }
         }
     }

@@ -38,7 +38,7 @@ struct NetworkingListenerTests {
 
             #expect(error?.code == .processExited)
             #expect(error?.message.contains("fatal: config file missing") == true, "\(String(describing: error))")
-            #expect(await guest.process.wait() == .exited(1))
+            #expect(try await guest.process.wait() == .exited(1))
         }
     }
 

@@ -70,11 +70,11 @@ struct WorkspaceBadInputTests {
             do {
                 try await stdout.waitUntilContains("ready\n")
                 guest.kill(try Signal(named: "USR1"))
-                #expect(await guest.wait() == .exited(0), "stderr: \(stderr.text)")
+                #expect(try await guest.wait() == .exited(0), "stderr: \(stderr.text)")
                 #expect(stdout.text == "ready\ngot SIGUSR1\n")
             } catch {
                 guest.kill(.kill)
-                _ = await guest.wait()
+                _ = try await guest.wait()
                 throw error
             }
         }

@@ -134,9 +134,12 @@ struct WorkspaceExecTests {
                 try await runtime.run(#"console.log("forgot to return");"#, as: Widget.self)
             }
             #expect(error?.message.contains("__return") == true, "\(String(describing: error))")
-            // A value that does not decode is a different failure.
-            await expectError(.invalidArgument) {
+            // A value that does not decode is a different failure, and so is a timeout.
+            await expectError(.decodingFailed) {
                 try await runtime.run(#"__return({ name: 5 });"#, as: Widget.self)
+            }
+            await expectError(.timeout) {
+                try await runtime.run("setInterval(() => {}, 1000);", as: Widget.self, timeout: .milliseconds(300))
             }
         }
     }
@@ -160,11 +163,11 @@ struct WorkspaceExecTests {
                 #expect(stdout.lines == ["ALPHA", "BETA", "GAMMA"])
                 #expect(guest.termination == nil, "the guest must wait for more input")
                 guest.closeStdin()
-                #expect(await guest.wait() == .exited(0), "stderr: \(stderr.text)")
+                #expect(try await guest.wait() == .exited(0), "stderr: \(stderr.text)")
                 #expect(stdout.lines == ["ALPHA", "BETA", "GAMMA", "end of input"])
             } catch {
                 guest.kill(.kill)
-                _ = await guest.wait()
+                _ = try await guest.wait()
                 throw error
             }
         }

@@ -51,11 +51,11 @@ struct WorkspaceProjectTests {
             let response = try await runtime.fetch(3000, path: "/greeting")
             #expect(stdout.text == "project listening\n", "stderr: \(stderr.text)")
             server.kill()
-            #expect(await server.wait() == .signaled(.terminate))
+            #expect(try await server.wait() == .signaled(.terminate))
             return response
         } catch {
             server.kill(.kill)
-            _ = await server.wait()
+            _ = try await server.wait()
             Issue.record("the project's server failed; its stderr: \(stderr.text)")
             throw error
         }
