@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 
@@ -179,5 +180,32 @@ extension Result {
     var failure: Failure? {
         if case .failure(let error) = self { return error }
         return nil
+    }
+}
+
+/// Output callbacks run where they cannot stall the runtime.
+@Suite("Output callbacks", .needsRoot, .timeLimit(.minutes(1)))
+struct OutputCallbackTests {
+    @Test("a stdout callback that blocks does not stall file operations of the same runtime")
+    func slowConsumer() async throws {
+        try await withRuntime { runtime in
+            let release = DispatchSemaphore(value: 0)
+            let entered = Mutex(false)
+            let process = try await runtime.spawn(
+                "console.log('first'); setTimeout(() => {}, 60000)",
+                onStdout: { _ in
+                    entered.withLock { $0 = true }
+                    release.wait()  // the consumer is stuck
+                })
+            defer { release.signal() }
+            #expect(await poll(for: .seconds(10)) { entered.withLock { $0 } }, "the guest's output never arrived")
+            let listed = await finishes(within: .seconds(10)) {
+                _ = try? await runtime.readDirectory("/workspace")
+            }
+            #expect(listed, "readDirectory waited for a blocked output callback")
+            release.signal()
+            process.kill()
+            _ = try await process.wait()
+        }
     }
 }

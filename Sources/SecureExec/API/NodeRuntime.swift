@@ -141,7 +141,10 @@ public final class NodeRuntime: Sendable {
     /// ES-module code (`import`) and CommonJS code (`require`) both work
     /// unchanged. The guest's environment is `environment` over a few safe
     /// defaults (PATH, HOME=/workspace, TMPDIR=/tmp): nothing of the host's.
-    /// `onStdout`/`onStderr` get raw byte chunks in order as they are written.
+    /// `onStdout`/`onStderr` get raw byte chunks in order as they are written,
+    /// one at a time on a queue of this process's own: a slow callback slows
+    /// the reading of this process's output (the guest then blocks on a full
+    /// buffer), never the runtime's other work.
     /// - Parameters:
     ///   - workingDirectory: the guest's cwd (default `/workspace`).
     ///   - timeout: the process is killed when it runs longer and ends

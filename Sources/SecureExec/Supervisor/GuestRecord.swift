@@ -63,12 +63,16 @@ package final class GuestRecord: Sendable {
     func attach(stdin: Int32, stdout: Int32, stderr: Int32, outputLimit: Int,
                 onStdout: (@Sendable ([UInt8]) -> Void)?, onStderr: (@Sendable ([UInt8]) -> Void)?)
     {
+        // The caller's callbacks run on a queue of this guest's own, never on
+        // the sandbox's: a slow consumer slows only this guest's output (the
+        // pump waits for it), not the runtime's events or file operations.
+        let output = DispatchQueue(label: "secure-exec.guest-output")
         let stdoutPump = StdioPump(
-            fd: stdout, queue: queue, limit: outputLimit, onChunk: { chunk in onStdout?(chunk) },
+            fd: stdout, queue: output, limit: outputLimit, onChunk: { chunk in onStdout?(chunk) },
             onTruncated: { [weak self] in self?.markTruncated(1) },
             onEnd: { [weak self] in self?.streamEnded() })
         let stderrPump = StdioPump(
-            fd: stderr, queue: queue, limit: outputLimit,
+            fd: stderr, queue: output, limit: outputLimit,
             onChunk: { [weak self] chunk in
                 self?.remember(stderr: chunk)
                 onStderr?(chunk)
