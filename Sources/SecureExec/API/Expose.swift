@@ -45,6 +45,7 @@ extension NodeRuntime {
     /// locally. Nothing is exposed unless asked.
     ///
     /// - Parameters:
+    ///   - guestPort: the port the guest's server listens on, 1-65535.
     ///   - host: where to listen; loopback (127.0.0.1 or ::1) unless
     ///     `allowNonLoopback` is true, which must be an explicit choice.
     ///   - port: the host port, or 0 to let the kernel pick (read it from the result).

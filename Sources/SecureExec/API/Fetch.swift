@@ -61,10 +61,16 @@ extension NodeRuntime {
     /// be sent again. Cancelling the task
     /// closes the connection and throws `.cancelled`.
     /// - Parameters:
+    ///   - port: the guest's port, 1-65535.
+    ///   - path: the request target, starting with `/` (a query may follow).
+    ///   - method: an HTTP method token; default `GET`.
+    ///   - headers: sent in order; names must be tokens, values free of
+    ///     control characters.
+    ///   - body: the request body, sent with its `content-length`; nil: none.
     ///   - connectTimeout: for reaching the guest's port.
     ///   - timeout: for the whole exchange, connect included.
     ///   - maxBodyBytes: a larger body fails with `.responseTooLarge`.
-    ///   Default 64 MiB; negative is `.invalidArgument`.
+    ///     Default 64 MiB; negative is `.invalidArgument`.
     /// - Throws: `.invalidArgument`, `.connectionFailed`, `.timeout`,
     ///   `.protocolError`, `.responseTooLarge`, `.cancelled`, `.disposed`.
     public func fetch(
