@@ -18,7 +18,8 @@ public struct HostReport: Sendable {
         public var fix: String?
     }
 
-    /// Every fact checked, in the order checked; the end-to-end sandbox last.
+    /// Every fact checked, in the order checked; the end-to-end sandbox, when
+    /// one was made, last.
     public var checks: [Check]
     /// The node the sandbox runs (`process.version` inside a real sandbox), if one could be made.
     public var nodeVersion: String?
