@@ -97,6 +97,14 @@ let package = Package(
             path: "Tests/UnitTests",
             swiftSettings: strict
         ),
+        // What a package that depends on SecureExec sees: only `import SecureExec`,
+        // with MemberImportVisibility on, reading SecureExecError's members. No root.
+        .testTarget(
+            name: "SecureExecImportTests",
+            dependencies: ["SecureExec"],
+            path: "Tests/ImportTests",
+            swiftSettings: strict + [.enableUpcomingFeature("MemberImportVisibility")]
+        ),
         // Real sandboxes, so root (suites marked `.needsRoot`).
         .testTarget(
             name: "SecureExecTests",

@@ -3,7 +3,9 @@ import Synchronization
 
 /// What a process run to completion produced; see `NodeRuntime.exec`.
 public struct ExecResult: Sendable {
+    /// Everything the process wrote to stdout, up to `Limits.outputBytesPerStream`.
     public var stdout: [UInt8]
+    /// Everything the process wrote to stderr, up to `Limits.outputBytesPerStream`.
     public var stderr: [UInt8]
     /// How it ended; `.timedOut` when it ran past the timeout and was killed.
     public var termination: Termination
@@ -12,13 +14,16 @@ public struct ExecResult: Sendable {
     /// True if stdout or stderr passed `Limits.outputBytesPerStream` and was cut.
     public var truncated: Bool
 
+    /// `stdout` decoded as UTF-8 (invalid sequences replaced).
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+    /// `stderr` decoded as UTF-8 (invalid sequences replaced).
     public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
     /// The exit code, or nil when a signal or a limit ended it.
     public var exitCode: Int32? {
         if case .exited(let code) = termination { return code }
         return nil
     }
+    /// True when it ran past the timeout and was killed.
     public var timedOut: Bool { termination == .timedOut }
 }
 
@@ -28,9 +33,18 @@ extension NodeRuntime {
     /// termination is `.timedOut` (this does not throw).
     ///
     /// `stdin`, if given, is written to the process and then closed;
-    /// otherwise its stdin is closed at once. Cancelling the calling task ends
-    /// the process (SIGTERM, SIGKILL after the grace period) and throws
-    /// `.cancelled`.
+    /// otherwise its stdin is closed at once.
+    ///
+    /// - Parameters:
+    ///   - code: the program, ES module or CommonJS, as for `spawn`.
+    ///   - arguments: what the code sees in `process.argv.slice(2)`.
+    ///   - environment: variables over the defaults, as for `spawn`.
+    ///   - workingDirectory: the guest's cwd (default `/workspace`).
+    ///   - stdin: bytes for the process to read, then end-of-file; nil: none.
+    ///   - timeout: default 60 s; must be positive.
+    /// - Throws: what `spawn` throws; `.cancelled` when the calling task is
+    ///   cancelled (the process is ended first: SIGTERM, SIGKILL after the
+    ///   grace period). How the guest ended is in the result, never an error.
     public func exec(
         _ code: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", stdin: [UInt8]? = nil, timeout: Duration = .seconds(60)
@@ -46,11 +60,17 @@ extension NodeRuntime {
     /// global `__return(value)` (JSON-serialisable; the last call wins),
     /// separately from its stdout.
     ///
+    /// The value travels through a file in the guest's `/tmp`; stdout and
+    /// stderr are collected only for the error. `timeout` defaults to 60 s; a
+    /// process that runs past it is killed and the call throws `.guestFailed`.
+    ///
     /// - Throws: `.guestFailed` with the guest's error message (the tail of
     ///   its stderr) when it exits non-zero, is killed, or never calls
     ///   `__return`; `.timeout` when it ran past `timeout`; `.decodingFailed`
     ///   when the value does not decode as `T`; `.cancelled` when the calling
-    ///   task is cancelled (the process is ended first).
+    ///   task is cancelled (the process is ended first). Also what `spawn`
+    ///   throws, and a file error when the preload or the value cannot be
+    ///   written to or read from `/tmp` (e.g. `.ioFailed`).
     public func run<T: Decodable>(
         _ code: String, as type: T.Type = T.self, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", timeout: Duration = .seconds(60)

@@ -3,6 +3,9 @@ import Glibc
 #endif
 
 /// A host listener piping every connection to a guest port; see `NodeRuntime.expose`.
+///
+/// It lives until `close()` or the runtime's `dispose()`, whichever comes
+/// first; dropping the object does not close it.
 public final class ExposedPort: Sendable {
     let exposure: PortExposure
 
@@ -42,11 +45,15 @@ extension NodeRuntime {
     /// locally. Nothing is exposed unless asked.
     ///
     /// - Parameters:
+    ///   - guestPort: the port the guest's server listens on, 1-65535.
     ///   - host: where to listen; loopback (127.0.0.1 or ::1) unless
     ///     `allowNonLoopback` is true, which must be an explicit choice.
     ///   - port: the host port, or 0 to let the kernel pick (read it from the result).
+    ///   - allowNonLoopback: true to listen on an address other machines reach.
+    ///   - connectTimeout: for dialing the guest port, per accepted connection.
     /// - Throws: `.invalidArgument` (bad ports, a non-loopback host without the
     ///   opt-in), `.ioFailed` when binding fails (e.g. the port is taken).
+    ///   `.disposed` after `dispose()`.
     public func expose(
         _ guestPort: Int, host: String = "127.0.0.1", port: Int = 0, allowNonLoopback: Bool = false,
         connectTimeout: Duration = .seconds(10)

@@ -4,9 +4,15 @@ import Glibc
 #endif
 
 /// A response whose body arrives as a stream, for `NodeRuntime.fetchStreaming`.
+///
+/// Valid only inside the `fetchStreaming` handler: once the handler returns,
+/// the connection is released and `body` yields nothing more.
 public struct StreamingResponse: Sendable {
+    /// The status code, e.g. 200.
     public var status: Int
+    /// The reason phrase the guest sent, e.g. "OK" (may be empty).
     public var reason: String
+    /// The header fields in the order sent, repeated names kept.
     public var headers: [HTTPHeader]
     /// The body's chunks in order, as the guest sends them. Reading is what
     /// pulls more from the guest, so memory stays bounded however large it is.
@@ -20,15 +26,25 @@ public struct StreamingResponse: Sendable {
 
 /// The chunks of a streamed response body. Throws `SecureExecError` if the
 /// connection breaks before the body's end.
+///
+/// Iterate it once, inside the `fetchStreaming` handler; cancelling the
+/// iterating task closes the connection.
 public struct ResponseBody: AsyncSequence, Sendable {
+    /// One chunk of body bytes, as it came off the connection.
     public typealias Element = [UInt8]
     let base: GuestResponseBody
 
+    /// Pulls the body's chunks one at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: GuestResponseBody.AsyncIterator
+        /// The next chunk, or nil at the body's end.
+        ///
+        /// - Throws: `SecureExecError`, e.g. `.protocolError` when the guest closed
+        ///   mid-body or sent malformed HTTP, `.timeout` past the fetch's timeout.
         public mutating func next() async throws -> [UInt8]? { try await base.next() }
     }
 
+    /// An iterator over the chunks; make one per body.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
 }
 
@@ -39,10 +55,22 @@ extension NodeRuntime {
     /// Connects to 127.0.0.1, or [::1] when IPv4 is refused. Connections are
     /// kept alive and reused per port. Method, path and headers are validated
     /// before anything is sent; `host` defaults to `localhost:<port>`.
+    /// SecureExec sets `content-length`, `transfer-encoding` and `connection`
+    /// itself (the caller's are replaced). A kept-alive connection the guest
+    /// closed meanwhile is retried once on a fresh one when the request can
+    /// be sent again. Cancelling the task
+    /// closes the connection and throws `.cancelled`.
     /// - Parameters:
+    ///   - port: the guest's port, 1-65535.
+    ///   - path: the request target, starting with `/` (a query may follow).
+    ///   - method: an HTTP method token; default `GET`.
+    ///   - headers: sent in order; names must be tokens, values free of
+    ///     control characters.
+    ///   - body: the request body, sent with its `content-length`; nil: none.
     ///   - connectTimeout: for reaching the guest's port.
     ///   - timeout: for the whole exchange, connect included.
     ///   - maxBodyBytes: a larger body fails with `.responseTooLarge`.
+    ///     Default 64 MiB; negative is `.invalidArgument`.
     /// - Throws: `.invalidArgument`, `.connectionFailed`, `.timeout`,
     ///   `.protocolError`, `.responseTooLarge`, `.cancelled`, `.disposed`.
     public func fetch(
@@ -58,6 +86,8 @@ extension NodeRuntime {
     }
 
     /// Sends a UTF-8 text body; see `fetch(_:path:method:headers:body:connectTimeout:timeout:maxBodyBytes:)`.
+    ///
+    /// - Throws: as that `fetch`.
     public func fetch(
         _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], body: String,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
@@ -69,6 +99,11 @@ extension NodeRuntime {
 
     /// Sends a body produced as it goes (an upload of any size), with chunked
     /// transfer-encoding; the sequence is read only as fast as the guest takes it.
+    ///
+    /// The overall `timeout` defaults to 300 s, for large uploads; otherwise as
+    /// `fetch(_:path:method:headers:body:connectTimeout:timeout:maxBodyBytes:)`.
+    /// - Throws: as that `fetch`; if the sequence throws, the request fails and
+    ///   its connection is closed.
     public func fetch<Chunks: AsyncSequence & Sendable>(
         _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], bodyStream: Chunks,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(300), maxBodyBytes: Int = 64 << 20
@@ -85,6 +120,11 @@ extension NodeRuntime {
     ///
     /// `timeout` bounds the whole exchange including `handle` (nil: no bound,
     /// e.g. for an event stream); `bodyStream`, if given, is sent chunked.
+    ///
+    /// `handle` runs on the caller's actor (`isolation`), so it may touch the
+    /// caller's state and return a non-`Sendable` value.
+    /// - Throws: `SecureExecError` as `fetch` does before the head arrives (no
+    ///   `.responseTooLarge`: nothing is collected), or whatever `handle` throws.
     public func fetchStreaming<Result>(
         _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
         connectTimeout: Duration = .seconds(10), timeout: Duration? = nil,

@@ -12,6 +12,7 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
     /// It used up `Limits.cpuTimePerProcess`.
     case cpuLimit
 
+    /// A short phrase for logs, e.g. "exited with code 2" or "killed by SIGTERM".
     public var description: String {
         switch self {
         case .exited(let code): "exited with code \(code)"
@@ -29,6 +30,9 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
 /// Its stdout and stderr go to the callbacks given to `spawn`, in order, as
 /// chunks of raw bytes. `wait()` returns after the exit and after the last
 /// byte it wrote has been delivered.
+///
+/// It is `Sendable`: kill, wait and write stdin from any task. Releasing it
+/// does not end the process; `NodeRuntime.dispose()` ends every process.
 public final class GuestProcess: Sendable {
     /// The process id as the guest sees it (`process.pid` inside the sandbox).
     public let pid: Int32
@@ -43,15 +47,20 @@ public final class GuestProcess: Sendable {
 
     /// Sends `signal` (SIGTERM by default). Does nothing if it already exited.
     ///
-    /// Signals sent right after `spawn` returns can reach the guest before
-    /// its own handlers (`process.on("SIGTERM")`) exist, and then act with
-    /// their default effect; wait for a sign of readiness (a line of output,
-    /// a listener) first when the guest's handler matters.
+    /// Returns at once, before the signal is delivered; `wait()` tells how it
+    /// ended. A signal sent right after `spawn` can arrive before node has set
+    /// up the guest's own handlers (`process.on("SIGTERM")`); it then has its
+    /// default effect: wait for a sign of readiness (a line of output, a
+    /// listener) first when the guest's handler matters.
     public func kill(_ signal: Signal = .terminate) {
         runtime.sandbox.signal(record, signal.rawValue)
     }
 
     /// Waits until the process has ended and all its output was delivered.
+    ///
+    /// If a descendant still holds stdout or stderr open, it returns 2 s after
+    /// the exit anyway (the stream is still read until it closes). Any number
+    /// of tasks may wait; all get the same answer.
     ///
     /// Cancelling the waiting task ends the process (SIGTERM, then SIGKILL
     /// after `Limits.terminationGrace`) and throws `.cancelled` once it is

@@ -1,17 +1,25 @@
 
 /// Whether this host can run SecureExec sandboxes, and why not.
+///
+/// Made by `NodeRuntime.checkHost(node:)`; `secure-exec check` prints one.
 public struct HostReport: Sendable {
     /// One checked fact.
     public struct Check: Sendable {
+        /// What was checked: "root", "user namespaces", "seccomp", "pidfd", "kernel",
+        /// "cgroup memory", "cgroup pids", "node" or "sandbox".
         public var name: String
+        /// Whether the fact holds.
         public var ok: Bool
         /// A missing required fact means no sandbox can be made.
         public var required: Bool
+        /// What was found, in words (a version, a path, the error).
         public var detail: String
         /// What to do about it, in words, when not ok.
         public var fix: String?
     }
 
+    /// Every fact checked, in the order checked; the end-to-end sandbox, when
+    /// one was made, last.
     public var checks: [Check]
     /// The node the sandbox runs (`process.version` inside a real sandbox), if one could be made.
     public var nodeVersion: String?
@@ -26,6 +34,11 @@ extension NodeRuntime {
     /// Checks this host: root, user namespaces, seccomp, pidfd, kernel
     /// version, cgroup controllers, and finally an end-to-end sandbox that
     /// runs `node` and reports its version (the check that proves the rest).
+    ///
+    /// It never throws: each failure is a `Check` that is not ok. The sandbox
+    /// is made only when every required fact holds, and without cgroup limits
+    /// when a cgroup controller is missing. Run as root: without it the
+    /// report says so and makes no sandbox.
     public static func checkHost(node: String? = nil) async -> HostReport {
         var checks = HostProbe.facts().map {
             HostReport.Check(name: $0.name, ok: $0.ok, required: $0.required, detail: $0.detail, fix: $0.fix)

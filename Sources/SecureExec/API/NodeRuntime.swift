@@ -29,6 +29,12 @@ public enum ListenerHost: Sendable, Hashable {
 /// released in the background.
 /// Every process in one runtime shares its loopback, filesystem and process
 /// table, like processes on one machine.
+///
+/// A runtime is `Sendable`: its methods may be called from any task, at
+/// the same time. Every async method honours its task's cancellation and
+/// throws `.cancelled`, leaving nothing running that it started. Output
+/// callbacks given to `spawn` run on a queue of that process's own: a slow
+/// one slows only the reading of that process's output.
 public final class NodeRuntime: Sendable {
     let sandbox: Sandbox
     /// The permissions this runtime was created with.
@@ -68,6 +74,9 @@ public final class NodeRuntime: Sendable {
     /// - Throws: `.unsupportedHost` (not root, node or init missing), `.sandboxSetupFailed`
     ///   naming the step and errno, `.invalidArgument` for bad limits and for a host path that
     ///   is missing, passes through a symlink or sits on a filesystem that cannot be idmapped.
+    ///   `.invalidArgument` also for a limit out of range (see `Limits.init`), more than
+    ///   64 mounts, or a guest path of a mount that is not allowed; a `files` entry fails as
+    ///   `writeFile` would, after the half-made runtime is disposed.
     public static func create(
         permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
         workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
@@ -144,11 +153,21 @@ public final class NodeRuntime: Sendable {
     /// `onStdout`/`onStderr` get raw byte chunks in order as they are written,
     /// one at a time on a queue of this process's own: a slow callback slows
     /// the reading of this process's output (the guest then blocks on a full
-    /// buffer), never the runtime's other work.
+    /// buffer), never the runtime's other work. Output past
+    /// `Limits.outputBytesPerStream` is dropped (see `GuestProcess.stdoutTruncated`).
     /// - Parameters:
+    ///   - code: the program's text, ES module or CommonJS.
+    ///   - arguments: what the code sees in `process.argv.slice(2)`.
+    ///   - environment: variables over the defaults (a name given here wins).
     ///   - workingDirectory: the guest's cwd (default `/workspace`).
     ///   - timeout: the process is killed when it runs longer and ends
     ///     `.timedOut` (a dev server usually has none: it runs until killed).
+    ///   - onStdout: gets each chunk of stdout (nil: read and dropped).
+    ///   - onStderr: gets each chunk of stderr (nil: read and dropped).
+    /// - Throws: `.invalidArgument` for a non-positive `timeout`, a `workingDirectory`
+    ///   that is not absolute and normalized, an environment name that is empty or
+    ///   holds `=` or NUL, or NUL in a value or argument; `.disposed` after `dispose()`;
+    ///   `.spawnFailed` with the step and errno when the sandbox could not start it.
     public func spawn(
         _ code: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", timeout: Duration? = nil,
@@ -167,6 +186,8 @@ public final class NodeRuntime: Sendable {
     /// `path` is a guest path (absolute, normalized); a relative or empty one
     /// is `.invalidArgument`. A file that does not exist makes node exit
     /// with an error on stderr, as it would on the host.
+    ///
+    /// - Throws: as `spawn`.
     public func spawnFile(
         _ path: String, arguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String = "/workspace", timeout: Duration? = nil,
@@ -229,6 +250,9 @@ public final class NodeRuntime: Sendable {
 
     /// Whether a socket listens on `port` in the sandbox right now (a
     /// non-blocking `waitForListener`). Reads the kernel's socket table; never connects.
+    ///
+    /// `host` picks which loopback address must be served (`.any`: either).
+    /// - Throws: `.invalidArgument` for a port outside 1-65535.
     public func findListener(port: Int, host: ListenerHost = .any) throws(SecureExecError) -> Bool {
         try Self.validate(port: port)
         return sandbox.probe.isListening(port: port, address: host)
@@ -241,6 +265,12 @@ public final class NodeRuntime: Sendable {
     /// the tail of its stderr) when `process` has exited, or, with no
     /// `process` given, when no guest is left running; `.listenerTimeout`
     /// after `timeout`.
+    ///
+    /// The table is read every 1 ms for the first 200 ms, then every 5 ms.
+    /// Cancelling the task ends the wait with `.cancelled`.
+    /// - Throws: `.invalidArgument` for a port outside 1-65535 or a non-positive
+    ///   `timeout`; `.processExited`; `.listenerTimeout`; `.disposed` when the
+    ///   runtime is disposed meanwhile; `.cancelled`.
     public func waitForListener(
         port: Int, host: ListenerHost = .any, timeout: Duration = .seconds(10), process: GuestProcess? = nil
     ) async throws(SecureExecError) {
@@ -252,6 +282,10 @@ public final class NodeRuntime: Sendable {
     /// Ends every guest (SIGTERM, then SIGKILL after `limits.terminationGrace`)
     /// and the sandbox, and releases everything it held. Idempotent; safe to
     /// call from several tasks at once.
+    ///
+    /// Exposed ports are closed and pooled connections dropped first; fetches
+    /// in flight fail. Later spawns, file operations, fetches and exposes fail
+    /// with `.disposed`.
     public func dispose() async {
         await sandbox.dispose()
     }
@@ -290,6 +324,12 @@ public final class NodeRuntime: Sendable {
 
 /// Creates a runtime, runs `body` with it and disposes it afterwards, whether
 /// `body` returns, throws or is cancelled.
+///
+/// Takes the same parameters as `NodeRuntime.create`, which it calls first;
+/// `body` runs on the caller's actor (`isolation`), so it may touch the
+/// caller's state and return a non-`Sendable` value. Cancelled before the
+/// runtime is ready, it throws `.cancelled` and never runs `body`.
+/// - Throws: what `create` throws, or whatever `body` throws (after disposing).
 public func withNodeRuntime<Result>(
     permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
     workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,

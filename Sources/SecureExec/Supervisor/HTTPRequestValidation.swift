@@ -1,11 +1,20 @@
 /// One HTTP/1.1 request to send to a guest.
+///
+/// Every `NodeRuntime.fetch` and `fetchStreaming` checks its method, path
+/// and headers with `validate()` before anything is sent, so bad input is
+/// `.invalidArgument` and never reaches the guest.
 public struct HTTPRequestSpec: Sendable {
+    /// The request method, an RFC 9110 token (`GET`, `POST`, a custom one). Default `GET`.
     public var method: String
     /// Origin-form request target; must start with "/".
+    /// Default `/`.
     public var path: String
+    /// Header fields in order, as (name, value); a repeated name is sent once per pair.
     public var headers: [(String, String)]
+    /// The body, or nil for none; `validate()` does not look at it.
     public var body: [UInt8]?
 
+    /// A request; by default `GET /` with no headers and no body.
     public init(method: String = "GET", path: String = "/", headers: [(String, String)] = [], body: [UInt8]? = nil) {
         self.method = method
         self.path = path

@@ -8,6 +8,10 @@ import Glibc
 /// callers, so switch with a `default`); `message` says what failed and why in
 /// words; `step` and `errno` pin it to the syscall or stage that failed when
 /// there was one.
+///
+/// `withNodeRuntime` and `fetchStreaming` also pass on whatever their own
+/// closure throws, unchanged. It is `Sendable` and `Equatable` (all four
+/// fields compared), so it crosses tasks and compares in tests.
 public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatable {
     /// What kind of failure this is.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -65,9 +69,11 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
         /// The value guest code returned (`run`) does not decode as the type asked for.
         public static let decodingFailed = Code(.decodingFailed)
 
+        /// The code's name as spelled in Swift, e.g. `invalidArgument`.
         public var description: String { value.rawValue }
     }
 
+    /// What kind of failure this is; compare it with the static codes of `Code`.
     public let code: Code
     /// What failed and why, in words.
     public let message: String
@@ -76,6 +82,11 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
     /// The errno the failing syscall returned, when there was one.
     public let errno: Int32?
 
+    /// An error of kind `code` with its `message`, and the failing `step` and
+    /// `errno` when there were ones.
+    ///
+    /// SecureExec's own calls make these; a caller may too (a test double, a
+    /// wrapper that reports its own failures the same way).
     public init(_ code: Code, _ message: String, step: String? = nil, errno: Int32? = nil) {
         self.code = code
         self.message = message
@@ -83,6 +94,8 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
         self.errno = errno
     }
 
+    /// `code: message`, then `[step: ...]` and `[errno N: strerror text]` when
+    /// set: one line for a log.
     public var description: String {
         var text = "\(code): \(message)"
         if let step { text += " [step: \(step)]" }
