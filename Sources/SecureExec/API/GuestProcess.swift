@@ -100,6 +100,17 @@ public final class GuestProcess: Sendable {
     /// True if the guest wrote more to stderr than `Limits.outputBytesPerStream`.
     public var stderrTruncated: Bool { record.truncated(stream: 2) }
 
+    /// Its stdout as chunks, when `spawn` was given no `onStdout`; see
+    /// `OutputChunks` for buffering and backpressure.
+    public var stdout: OutputChunks {
+        OutputChunks(queue: record.stdoutChunks, record: record, stream: 1, delivered: record.isQueued(stream: 1))
+    }
+
+    /// Its stderr as chunks, when `spawn` was given no `onStderr`.
+    public var stderr: OutputChunks {
+        OutputChunks(queue: record.stderrChunks, record: record, stream: 2, delivered: record.isQueued(stream: 2))
+    }
+
     /// Closes stdin: the guest reads end-of-file.
     public func closeStdin() { record.closeStdin() }
 }

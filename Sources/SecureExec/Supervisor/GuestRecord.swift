@@ -46,10 +46,16 @@ package final class GuestRecord: Sendable {
         var pumps: [StdioPump] = []
         var timedOut = false
         var truncated: Set<Int32> = []
+        /// Streams (1, 2) with no callback: their chunks wait in a ChunkQueue.
+        var queued: Set<Int32> = []
     }
 
     private let state = Mutex(State())
     let queue: DispatchQueue
+    /// Where output goes when no callback was given for it (read through
+    /// `GuestProcess.stdout` and `.stderr`).
+    let stdoutChunks = ChunkQueue()
+    let stderrChunks = ChunkQueue()
 
     init(queue: DispatchQueue) { self.queue = queue }
 
@@ -67,21 +73,38 @@ package final class GuestRecord: Sendable {
         // the sandbox's: a slow consumer slows only this guest's output (the
         // pump waits for it), not the runtime's events or file operations.
         let output = DispatchQueue(label: "secure-exec.guest-output")
+        // Without a callback, a stream's chunks wait in its ChunkQueue for a reader.
+        let stdoutQueue = stdoutChunks
+        let stderrQueue = stderrChunks
+        let stdoutSink: @Sendable ([UInt8]) -> Void = onStdout ?? { chunk in stdoutQueue.push(chunk) }
+        let stderrSink: @Sendable ([UInt8]) -> Void = onStderr ?? { chunk in stderrQueue.push(chunk) }
+        let stdoutGate: ReadGate? = onStdout == nil ? stdoutQueue.gate : nil
+        let stderrGate: ReadGate? = onStderr == nil ? stderrQueue.gate : nil
         let stdoutPump = StdioPump(
-            fd: stdout, queue: output, limit: outputLimit, onChunk: { chunk in onStdout?(chunk) },
+            fd: stdout, queue: output, limit: outputLimit, onChunk: stdoutSink,
             onTruncated: { [weak self] in self?.markTruncated(1) },
-            onEnd: { [weak self] in self?.streamEnded() })
+            onEnd: { [weak self] in
+                stdoutQueue.finish()
+                self?.streamEnded()
+            },
+            readGate: stdoutGate)
         let stderrPump = StdioPump(
             fd: stderr, queue: output, limit: outputLimit,
             onChunk: { [weak self] chunk in
                 self?.remember(stderr: chunk)
-                onStderr?(chunk)
+                stderrSink(chunk)
             },
             onTruncated: { [weak self] in self?.markTruncated(2) },
-            onEnd: { [weak self] in self?.streamEnded() })
+            onEnd: { [weak self] in
+                stderrQueue.finish()
+                self?.streamEnded()
+            },
+            readGate: stderrGate)
         state.withLock {
             $0.stdin = stdin
             $0.pumps = [stdoutPump, stderrPump]
+            if onStdout == nil { $0.queued.insert(1) }
+            if onStderr == nil { $0.queued.insert(2) }
         }
     }
 
@@ -92,6 +115,9 @@ package final class GuestRecord: Sendable {
     var wasTimedOut: Bool { state.withLock { $0.timedOut } }
 
     private func markTruncated(_ stream: Int32) { state.withLock { _ = $0.truncated.insert(stream) } }
+
+    /// Whether stream 1 (stdout) or 2 (stderr) goes to its ChunkQueue (no callback was given).
+    func isQueued(stream: Int32) -> Bool { state.withLock { $0.queued.contains(stream) } }
 
     /// True if output on stream 1 (stdout) or 2 (stderr) passed the cap and was dropped.
     package func truncated(stream: Int32) -> Bool { state.withLock { $0.truncated.contains(stream) } }

@@ -7,7 +7,10 @@ import Synchronization
 import Glibc
 #endif
 
-/// Reads one of a guest's output pipes (or a file operation's data socket)
+/// Called with a pump's next read once a chunk was handed on; runs it now or later.
+typealias ReadGate = @Sendable (@escaping @Sendable () -> Void) -> Void
+
+/// Reads one of a guest's output streams (or a file operation's data socket)
 /// as chunks arrive, until EOF.
 ///
 /// Owns `fd` and closes it after EOF or `cancel()`. Chunks are delivered in
@@ -29,10 +32,11 @@ final class StdioPump: Sendable {
     init(
         fd: Int32, queue: DispatchQueue, limit: Int, onChunk: @escaping @Sendable ([UInt8]) -> Void,
         onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void,
+        readGate: ReadGate? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         let handler = PumpHandler(
-            queue: queue, limit: limit, onChunk: onChunk, onTruncated: onTruncated, onEnd: onEnd)
+            queue: queue, limit: limit, onChunk: onChunk, onTruncated: onTruncated, onEnd: onEnd, readGate: readGate)
         let bootstrap = NIOPipeBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
@@ -70,17 +74,22 @@ private final class PumpHandler: ChannelInboundHandler, Sendable {
     private let onChunk: @Sendable ([UInt8]) -> Void
     private let onTruncated: @Sendable () -> Void
     private let onEnd: @Sendable () -> Void
+    /// Decides when the next read may start (a consumer with a full buffer
+    /// holds it back); nil: as soon as the chunk was handed on.
+    private let readGate: ReadGate?
     private let delivered = Counter()
 
     init(
         queue: DispatchQueue, limit: Int, onChunk: @escaping @Sendable ([UInt8]) -> Void,
-        onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void
+        onTruncated: @escaping @Sendable () -> Void, onEnd: @escaping @Sendable () -> Void,
+        readGate: ReadGate?
     ) {
         self.queue = queue
         self.limit = limit
         self.onChunk = onChunk
         self.onTruncated = onTruncated
         self.onEnd = onEnd
+        self.readGate = readGate
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -97,10 +106,10 @@ private final class PumpHandler: ChannelInboundHandler, Sendable {
         }
         let bytes = buffer.getBytes(at: buffer.readerIndex, length: allowed) ?? []
         let channel = context.channel
-        queue.async { [onChunk, onTruncated] in
+        queue.async { [onChunk, onTruncated, readGate] in
             if !bytes.isEmpty { onChunk(bytes) }
             if truncatedNow { onTruncated() }
-            channel.read()
+            if let readGate { readGate { channel.read() } } else { channel.read() }
         }
     }
 
