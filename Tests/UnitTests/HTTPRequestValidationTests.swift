@@ -14,6 +14,8 @@ struct HTTPRequestValidationTests {
         HTTPRequestSpec(path: "relative"),
         HTTPRequestSpec(path: "/a\rb"),
         HTTPRequestSpec(path: "/a\nb"),
+        HTTPRequestSpec(path: "/caf\u{E9}"),
+        HTTPRequestSpec(path: "/\u{1F600}"),
         HTTPRequestSpec(path: "/a b"),
         HTTPRequestSpec(path: "/a\0b"),
         HTTPRequestSpec(headers: [("", "v")]),

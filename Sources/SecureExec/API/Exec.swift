@@ -61,8 +61,10 @@ extension NodeRuntime {
     /// separately from its stdout.
     ///
     /// The value travels through a file in the guest's `/tmp`; stdout and
-    /// stderr are collected only for the error. `timeout` defaults to 60 s; a
-    /// process that runs past it is killed and the call throws `.guestFailed`.
+    /// stderr are collected only for the error (use `exec` for both). `stdin`,
+    /// if given, is written to the process and then closed. `timeout`
+    /// defaults to 60 s; a process that runs past it is killed and the call
+    /// throws `.timeout`.
     ///
     /// - Throws: `.guestFailed` with the guest's error message (the tail of
     ///   its stderr) when it exits non-zero, is killed, or never calls
@@ -73,7 +75,7 @@ extension NodeRuntime {
     ///   written to or read from `/tmp` (e.g. `.ioFailed`).
     public func run<T: Decodable>(
         _ code: String, as type: T.Type = T.self, arguments: [String] = [], environment: [String: String] = [:],
-        workingDirectory: String = "/workspace", timeout: Duration = .seconds(60)
+        workingDirectory: String = "/workspace", stdin: [UInt8]? = nil, timeout: Duration = .seconds(60)
     ) async throws(SecureExecError) -> T {
         let id = UUID().uuidString.lowercased()
         let resultPath = "/tmp/.secure-exec-return-\(id).json"
@@ -91,7 +93,7 @@ extension NodeRuntime {
         request.code = code
         let result = try await runToCompletion(
             request, arguments: arguments, environment: environment, workingDirectory: workingDirectory,
-            nodeOptions: ["--require", preloadPath], stdin: nil, timeout: timeout)
+            nodeOptions: ["--require", preloadPath], stdin: stdin, timeout: timeout)
         try? await remove(preloadPath)
         let returned: [UInt8]?
         do {

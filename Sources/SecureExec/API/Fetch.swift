@@ -1,3 +1,4 @@
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,11 @@ public struct StreamingResponse: Sendable {
     public func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
+
+    /// Every value of header `name` (case-insensitive), in order; empty when absent.
+    public func headerValues(_ name: String) -> [String] {
+        headers.filter { $0.name.lowercased() == name.lowercased() }.map(\.value)
+    }
 }
 
 /// The chunks of a streamed response body. Throws `SecureExecError` if the
@@ -41,11 +47,23 @@ public struct ResponseBody: AsyncSequence, Sendable {
         ///
         /// - Throws: `SecureExecError`, e.g. `.protocolError` when the guest closed
         ///   mid-body or sent malformed HTTP, `.timeout` past the fetch's timeout.
-        public mutating func next() async throws -> [UInt8]? { try await base.next() }
+        ///   Reading after the `fetchStreaming` handler returned is
+        ///   `.invalidArgument`: the connection is gone by then.
+        public mutating func next() async throws -> [UInt8]? {
+            guard scope.isOpen else {
+                throw SecureExecError(
+                    .invalidArgument, "a streamed body must be read inside the fetchStreaming handler", step: "fetch")
+            }
+            return try await base.next()
+        }
+
+        let scope: HandlerScope
     }
 
+    let scope: HandlerScope
+
     /// An iterator over the chunks; make one per body.
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), scope: scope) }
 }
 
 extension NodeRuntime {
@@ -135,10 +153,13 @@ extension NodeRuntime {
             port: port, path: path, method: method, headers: headers, body: body.map { .bytes($0) } ?? .none,
             connectTimeout: connectTimeout, timeout: timeout, isolation: isolation
         ) { response in
-            try await handle(
+            let scope = HandlerScope()
+            defer { scope.close() }
+            return try await handle(
                 StreamingResponse(
                     status: response.status, reason: response.reason,
-                    headers: response.headers.map { HTTPHeader($0.0, $0.1) }, body: ResponseBody(base: response.body)))
+                    headers: response.headers.map { HTTPHeader($0.0, $0.1) },
+                    body: ResponseBody(base: response.body, scope: scope)))
         }
     }
 
@@ -180,9 +201,17 @@ extension NodeRuntime {
         try Self.validate(timeout: connectTimeout, name: "connectTimeout")
         if let timeout { try Self.validate(timeout: timeout, name: "timeout") }
         guard !sandbox.isDisposed else { throw SecureExecError(.disposed, "the runtime has been disposed", step: "fetch") }
-        return try await sandbox.http.exchange(
-            port: port, method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: body,
-            connectTimeout: min(connectTimeout, timeout ?? connectTimeout), timeout: timeout, isolation: isolation, handle)
+        do {
+            return try await sandbox.http.exchange(
+                port: port, method: method, path: path, headers: headers.map { ($0.name, $0.value) }, body: body,
+                connectTimeout: min(connectTimeout, timeout ?? connectTimeout), timeout: timeout, isolation: isolation,
+                handle)
+        } catch let error as SecureExecError
+            where sandbox.isDisposed && [.protocolError, .ioFailed, .connectionFailed].contains(error.code)
+        {
+            // The connection broke because dispose closed it, not the guest.
+            throw SecureExecError(.disposed, "the runtime was disposed during the fetch", step: "fetch")
+        }
     }
 
     static func streamBody<Chunks: AsyncSequence & Sendable>(_ chunks: Chunks) -> GuestRequestBody
@@ -191,4 +220,11 @@ extension NodeRuntime {
             for try await chunk in chunks { try await write(chunk) }
         }
     }
+}
+
+/// Whether a `fetchStreaming` handler still runs (its body may be read).
+final class HandlerScope: Sendable {
+    private let open = Atomic<Bool>(true)
+    var isOpen: Bool { open.load(ordering: .acquiring) }
+    func close() { open.store(false, ordering: .releasing) }
 }

@@ -29,18 +29,20 @@ public struct HTTPRequestSpec: Sendable {
     /// reject them here rather than fail half-way through the write).
     public func validate() throws(SecureExecError) {
         guard isToken(method) else {
-            throw SecureExecError(.invalidArgument, "HTTP method \(String(reflecting: method)) is not a token")
+            throw SecureExecError(.invalidArgument, "HTTP method \(String(reflecting: method)) is not a token", step: "validate request")
         }
-        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
+        guard path.hasPrefix("/"), !path.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) else {
             throw SecureExecError(
-                .invalidArgument, "HTTP path \(String(reflecting: path)) must start with \"/\" and hold no spaces or control characters")
+                .invalidArgument,
+                "HTTP path \(String(reflecting: path)) must start with \"/\" and hold only visible ASCII (percent-encode the rest)",
+                step: "validate request")
         }
         for (name, value) in headers {
             guard isToken(name) else {
-                throw SecureExecError(.invalidArgument, "HTTP header name \(String(reflecting: name)) is not a token")
+                throw SecureExecError(.invalidArgument, "HTTP header name \(String(reflecting: name)) is not a token", step: "validate request")
             }
             guard isFieldValue(value) else {
-                throw SecureExecError(.invalidArgument, "value of HTTP header \(name) holds a control character")
+                throw SecureExecError(.invalidArgument, "value of HTTP header \(name) holds a control character", step: "validate request")
             }
         }
     }

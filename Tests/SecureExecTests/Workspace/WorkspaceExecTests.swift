@@ -141,6 +141,11 @@ struct WorkspaceExecTests {
             await expectError(.timeout) {
                 try await runtime.run("setInterval(() => {}, 1000);", as: Widget.self, timeout: .milliseconds(300))
             }
+            // run takes stdin like exec.
+            let echoed = try await runtime.run(
+                "let text = ''; process.stdin.on('data', (d) => text += d); process.stdin.on('end', () => __return(text));",
+                as: String.self, stdin: Array("from the host".utf8))
+            #expect(echoed == "from the host")
         }
     }
 
