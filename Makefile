@@ -1,12 +1,16 @@
 # SecureExec: `make demo` runs the dev-server example, `make test` the tests.
-# Both install what they need first (Debian packages, as root).
+# Both install what they need first (Debian packages, as root). zlib1g-dev,
+# node's headers and cc are for the native-addon tests, which compile an addon.
 
 SWIFT ?= swift
 PREFIX ?= /usr/local
 DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/seccomp.h ] || echo libseccomp-dev; \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
-	command -v node >/dev/null 2>&1 || echo nodejs)
+	command -v node >/dev/null 2>&1 || echo nodejs; \
+	[ -f /usr/include/zlib.h ] || echo zlib1g-dev; \
+	[ -f /usr/include/node/node_api.h ] || echo libnode-dev; \
+	command -v cc >/dev/null 2>&1 || echo gcc)
 
 .PHONY: deps build demo probes test bench bench-smoke install clean
 

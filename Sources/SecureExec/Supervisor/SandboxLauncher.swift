@@ -66,7 +66,8 @@ enum SandboxLauncher {
 
     private static func start(_ configuration: SandboxConfiguration, rollback: Rollback) throws(SecureExecError) -> Started {
         let assets = try RuntimeAssets.locate(node: configuration.node)
-        let runtimeBinds = try RuntimeBinds.mounts(node: assets.node)
+        // Native addons: the host's library directories, read-only (HostLibraryView).
+        let runtimeBinds = HostLibraryView.merged(into: try RuntimeBinds.mounts(node: assets.node))
         try MountRules.checkConflicts(configuration.mounts, runtime: runtimeBinds)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
