@@ -111,13 +111,17 @@ extension NodeRuntime {
                 timeout: timeout
             ) { response in
                 var collected: [UInt8] = []
+                // The announced length, up to the cap, at once; without one the array grows geometrically.
+                if let length = response.headers.first(where: { $0.0.lowercased() == "content-length" }).flatMap({ Int($0.1) }) {
+                    collected.reserveCapacity(max(0, min(length, maxBodyBytes)))
+                }
                 for try await chunk in response.body {
                     guard collected.count + chunk.count <= maxBodyBytes else {
                         throw SecureExecError(
                             .responseTooLarge, "the response body is larger than maxBodyBytes (\(maxBodyBytes))",
                             step: "fetch")
                     }
-                    collected += chunk
+                    collected.append(contentsOf: chunk)
                 }
                 return FetchResponse(
                     status: response.status, reason: response.reason,

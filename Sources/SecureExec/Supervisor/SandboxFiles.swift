@@ -28,6 +28,9 @@ extension Sandbox {
 
     /// Reads a whole file (at most `maxBytes`).
     package func readFile(_ path: String, maxBytes: Int) async throws(SecureExecError) -> [UInt8] {
+        guard maxBytes >= 0 else {
+            throw SecureExecError(.invalidArgument, "maxBytes must not be negative, got \(maxBytes)", step: "read file")
+        }
         try validateGuestPath(path)
         let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("read", path), step: "read file")
         let bytes = await Self.drain(mine, limit: maxBytes, queue: queue)
@@ -148,9 +151,10 @@ extension Sandbox {
     private static func drain(_ fd: Int32, limit: Int, queue: DispatchQueue) async -> [UInt8]? {
         await withCheckedContinuation { continuation in
             let collected = ByteCollector(limit: limit)
+            // One byte past the limit is enough to tell the file is too large (Int.max: no limit).
             _ = StdioPump(
-                fd: fd, queue: queue, limit: limit + 1, onChunk: { collected.append($0) }, onTruncated: {},
-                onEnd: { continuation.resume(returning: collected.result) })
+                fd: fd, queue: queue, limit: limit == .max ? .max : limit + 1, onChunk: { collected.append($0) },
+                onTruncated: {}, onEnd: { continuation.resume(returning: collected.take()) })
         }
     }
 
@@ -186,19 +190,36 @@ extension Sandbox {
 }
 
 /// Bytes gathered by one drain; nil once past the limit.
+///
+/// Each chunk is appended in place (the array is never copied whole, so a
+/// read is linear in the file's size); the bytes are moved out at the end.
 private final class ByteCollector: Sendable {
-    private let state: Mutex<[UInt8]?>
+    private let state: Mutex<(bytes: [UInt8], overflowed: Bool)>
     private let limit: Int
     init(limit: Int) {
         self.limit = limit
-        state = Mutex([])
+        var bytes: [UInt8] = []
+        // Room for a small file at once; a larger one grows geometrically.
+        bytes.reserveCapacity(max(0, min(limit, 1 << 20)))
+        state = Mutex((bytes, false))
     }
     func append(_ chunk: [UInt8]) {
-        state.withLock { bytes in
-            guard var current = bytes else { return }
-            current += chunk
-            bytes = current.count > limit ? nil : current
+        state.withLock { state in
+            guard !state.overflowed else { return }
+            guard chunk.count <= limit - state.bytes.count else {
+                state.overflowed = true
+                state.bytes = []
+                return
+            }
+            state.bytes.append(contentsOf: chunk)
         }
     }
-    var result: [UInt8]? { state.withLock { $0 } }
+    /// The bytes (moved out, so the caller holds the only copy), or nil past the limit.
+    func take() -> [UInt8]? {
+        state.withLock { state in
+            if state.overflowed { return nil }
+            defer { state.bytes = [] }
+            return state.bytes
+        }
+    }
 }
