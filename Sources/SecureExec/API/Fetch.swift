@@ -49,10 +49,7 @@ extension NodeRuntime {
         _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
     ) async throws(SecureExecError) -> FetchResponse {
-        guard maxBodyBytes >= 0 else {
-            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative", step: "fetch")
-        }
-        return try await collect(
+        try await collect(
             port: port, path: path, method: method, headers: headers, body: body.map { .bytes($0) } ?? .none,
             connectTimeout: connectTimeout, timeout: timeout, maxBodyBytes: maxBodyBytes)
     }
@@ -105,6 +102,10 @@ extension NodeRuntime {
         port: Int, path: String, method: String, headers: [HTTPHeader], body: GuestRequestBody,
         connectTimeout: Duration, timeout: Duration, maxBodyBytes: Int
     ) async throws(SecureExecError) -> FetchResponse {
+        // Here, so that every collecting overload (the streamed upload's too) checks it.
+        guard maxBodyBytes >= 0 else {
+            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative, got \(maxBodyBytes)", step: "fetch")
+        }
         do {
             return try await exchange(
                 port: port, path: path, method: method, headers: headers, body: body, connectTimeout: connectTimeout,
