@@ -66,6 +66,8 @@ extension NodeRuntime {
 
     /// Sends a body produced as it goes (an upload of any size), with chunked
     /// transfer-encoding; the sequence is read only as fast as the guest takes it.
+    /// If it throws, the error is its own (a `SecureExecError` as thrown, any
+    /// other as `underlyingError` of an `.ioFailed`) and the connection is closed.
     public func fetch<Chunks: AsyncSequence & Sendable>(
         _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], bodyStream: Chunks,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(300), maxBodyBytes: Int = 64 << 20

@@ -28,6 +28,10 @@ extension NodeRuntime {
     /// Writes a file from chunks as they come (any size; the sequence is read
     /// only as fast as the sandbox takes it). Past the area's size limit it
     /// fails with `.ioFailed` and errno ENOSPC; the runtime stays usable.
+    /// All or nothing: the file is replaced only once every chunk arrived.
+    /// If `chunks` throws, the old file is left as it was and the error is
+    /// the sequence's own (a `SecureExecError` as thrown, any other as
+    /// `underlyingError` of an `.ioFailed`).
     public func writeFile<Chunks: AsyncSequence & Sendable>(_ path: String, contentsOf chunks: Chunks)
         async throws(SecureExecError) where Chunks.Element == [UInt8]
     {

@@ -43,33 +43,58 @@ extension Sandbox {
     }
 
     /// Writes a file from chunks, creating parent directories, replacing what was there.
+    ///
+    /// All or nothing: init's helper fills a temporary file beside `path` and
+    /// renames it over `path` only on the commit frame sent after the last
+    /// chunk (se_protocol.h, "The data of op=write"). When the source throws,
+    /// no commit is sent, the old file stays as it was, and the source's own
+    /// error is what the caller gets (as `underlyingError` unless it is a
+    /// `SecureExecError` itself).
     package func writeFile(_ path: String, chunks: GuestRequestBody) async throws(SecureExecError) {
         try validateGuestPath(path)
         let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("write", path), step: "write file")
-        var writeError: SecureExecError?
+        var sourceError: SecureExecError?
+        var sendError: SecureExecError?
         do throws(SecureExecError) {
             switch chunks {
             case .none: break
-            case .bytes(let bytes): try await Self.send(bytes, to: mine, queue: queue)
+            case .bytes(let bytes): try await Self.sendFrames(bytes, to: mine, queue: queue)
             case .stream(let produce):
                 do {
-                    try await produce { chunk in try await Self.send(chunk, to: mine, queue: self.queue) }
+                    try await produce { chunk in
+                        do throws(SecureExecError) {
+                            try await Self.sendFrames(chunk, to: mine, queue: self.queue)
+                        } catch {
+                            throw SendFailure(error: error)
+                        }
+                    }
+                } catch let failure as SendFailure {
+                    throw failure.error
                 } catch let error as SecureExecError {
-                    throw error
+                    sourceError = error
                 } catch {
-                    throw SecureExecError(.ioFailed, "the data source failed: \(error)", step: "write file")
+                    sourceError = SecureExecError(
+                        .ioFailed, "the data source failed: \(error)", step: "write file", underlyingError: error)
                 }
             }
+            if sourceError == nil { try await Self.send([0, 0, 0, 0], to: mine, queue: queue) }
         } catch {
-            writeError = error
+            sendError = error
         }
-        // End of data: the writer sees EOF (shutdown, not just close: the
-        // timeout holds a second descriptor of this socket).
+        // End of data: the helper sees EOF (shutdown, not just close: the
+        // timeout holds a second descriptor of this socket). Without the
+        // commit frame before it, it abandons the write.
         shutdown(mine, Int32(SHUT_WR))
         SystemCall.close(mine)
         let result = await waiter()
+        if let sourceError { throw sourceError }
         if result != 0 { throw Self.fileError(result, "writing \(path)") }
-        if let writeError { throw writeError }
+        if let sendError { throw sendError }
+    }
+
+    /// A send that failed inside the caller's source, told apart from the source's own errors.
+    private struct SendFailure: Error {
+        let error: SecureExecError
     }
 
     package func listDirectory(_ path: String) async throws(SecureExecError) -> [DirectoryEntry] {
@@ -158,7 +183,25 @@ extension Sandbox {
         }
     }
 
-    private static func send(_ bytes: [UInt8], to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
+    /// `bytes` as frames of an op=write (se_protocol.h): a little-endian
+    /// length, then the bytes. Nothing for an empty chunk (length 0 commits).
+    private static func sendFrames(_ bytes: [UInt8], to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
+        var start = 0
+        while start < bytes.count {
+            let end = start + min(bytes.count - start, Int(SE_WRITE_FRAME_MAX))
+            let header = withUnsafeBytes(of: UInt32(end - start).littleEndian) { Array($0) }
+            if end - start <= 64 << 10 {
+                // A small chunk goes with its header in one send.
+                try await send(header + bytes[start..<end], to: fd, queue: queue)
+            } else {
+                try await send(header[...], to: fd, queue: queue)
+                try await send(bytes[start..<end], to: fd, queue: queue)
+            }
+            start = end
+        }
+    }
+
+    private static func send(_ bytes: ArraySlice<UInt8>, to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { se_send_nonblocking(fd, $0.baseAddress! + offset, UInt($0.count - offset)) }
