@@ -93,8 +93,10 @@ extension Comparison {
         }
     }
 
-    /// Linear means the time per MiB of the largest size is within 2× of
-    /// that of the smallest one of at least 16 MiB (below it, fixed costs dominate).
+    /// Linear means the time per MiB of the largest size is within 3× of
+    /// that of the smallest one of at least 16 MiB (below it, fixed costs
+    /// dominate; caches and page faults make large sizes somewhat dearer per
+    /// MiB, while quadratic time would make 256 MiB 16× dearer than 16 MiB).
     private func addLinearityGoal() {
         let measured = fileRows.filter { $0.size >= 16 << 20 }
         guard let smallest = measured.min(by: { $0.size < $1.size }), let largest = measured.max(by: { $0.size < $1.size }),
@@ -109,7 +111,7 @@ extension Comparison {
             goals.append(
                 GoalOutcome(
                     goal: "\(what) time grows linearly with the size (issue 13)",
-                    holds: perMiBTop <= 2 * perMiBBase,
+                    holds: perMiBTop <= 3 * perMiBBase,
                     evidence: String(
                         format: "%.2f ms/MiB at %@, %.2f ms/MiB at %@", perMiBBase, Format.size(smallest.size), perMiBTop,
                         Format.size(largest.size))))

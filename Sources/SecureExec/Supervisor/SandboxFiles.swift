@@ -234,17 +234,14 @@ extension Sandbox {
 
 /// Bytes gathered by one drain; nil once past the limit.
 ///
-/// Each chunk is appended in place (the array is never copied whole, so a
-/// read is linear in the file's size); the bytes are moved out at the end.
+/// Each chunk is appended in place: the array grows geometrically, so a
+/// read is linear in the file's size (nothing is reserved up front, so a
+/// small file's array stays small); the bytes are moved out at the end.
 private final class ByteCollector: Sendable {
-    private let state: Mutex<(bytes: [UInt8], overflowed: Bool)>
+    private let state = Mutex((bytes: [UInt8](), overflowed: false))
     private let limit: Int
     init(limit: Int) {
         self.limit = limit
-        var bytes: [UInt8] = []
-        // Room for a small file at once; a larger one grows geometrically.
-        bytes.reserveCapacity(max(0, min(limit, 1 << 20)))
-        state = Mutex((bytes, false))
     }
     func append(_ chunk: [UInt8]) {
         state.withLock { state in
