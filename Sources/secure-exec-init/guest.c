@@ -1,12 +1,14 @@
 #define _GNU_SOURCE
 #include "init.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
 #include <linux/securebits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
@@ -28,25 +30,78 @@
  *   no_new_privs; seccomp; every fd but 0-2 close-on-exec; execveat node
  *   from fd 3 (the one exec the seccomp filter allows when child processes
  *   are denied).
- * A failure is written to the report pipe as (step index, errno).
+ * A failure is written to the report pipe as (step index, errno), followed
+ * for some steps by the path it concerns: the executable that could not be
+ * opened, or the interpreter an executable names that does not exist.
  */
 
 static const char *const child_steps[] = {
     "unknown", "setsid", "stdio", "chdir", "drop bounding set", "securebits", "setgroups",
     "setresgid", "setresuid", "clear capabilities", "write entry file", "no_new_privs",
-    "seccomp", "close_range", "execveat", "open node", "setrlimit",
+    "seccomp", "close_range", "execveat", "open", "setrlimit", "missing interpreter",
 };
 enum {
     STEP_SETSID = 1, STEP_STDIO, STEP_CHDIR, STEP_BOUNDING, STEP_SECUREBITS, STEP_SETGROUPS,
     STEP_SETGID, STEP_SETUID, STEP_CAPS, STEP_ENTRY, STEP_NNP, STEP_SECCOMP, STEP_CLOSE_RANGE, STEP_EXEC,
-    STEP_OPEN_EXE, STEP_RLIMIT,
+    STEP_OPEN_EXE, STEP_RLIMIT, STEP_INTERPRETER,
 };
 
-static void child_fail(int report_fd, int step) {
-    int report[2] = {step, errno};
-    ssize_t ignored = write(report_fd, report, sizeof report);
+/* Longest path a report carries; the event's step field cuts it shorter. */
+#define REPORT_PATH_MAX 256
+
+static void child_fail_path(int report_fd, int step, const char *path) {
+    struct {
+        int step, err;
+        char path[REPORT_PATH_MAX];
+    } report = {step, errno, {0}};
+    size_t length = path ? strnlen(path, sizeof report.path) : 0;
+    if (path) memcpy(report.path, path, length);
+    ssize_t ignored = write(report_fd, &report, offsetof(__typeof__(report), path) + length);
     (void)ignored;
     _exit(127);
+}
+
+static void child_fail(int report_fd, int step) { child_fail_path(report_fd, step, NULL); }
+
+/*
+ * The interpreter an executable asks the kernel for: the program of its
+ * "#!" line, or an ELF's loader (PT_INTERP). execve answers ENOENT when that
+ * is missing, exactly as when the file itself is, so the file alone would be
+ * named. fd is O_PATH: the file is read through /proc/self/fd, as the guest.
+ * Returns 0 with the path in out, or -1.
+ */
+static int requested_interpreter(int fd, char *out, size_t size) {
+    char link[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    SE_CLEANUP_FD int file = open(link, O_RDONLY | O_CLOEXEC);
+    if (file < 0) return -1;
+    char head[256]; /* what the kernel reads of a "#!" line (BINPRM_BUF_SIZE) */
+    ssize_t got = pread(file, head, sizeof head - 1, 0);
+    if (got < 4) return -1;
+    head[got] = 0;
+    if (head[0] == '#' && head[1] == '!') {
+        char *start = head + 2;
+        start += strspn(start, " \t");
+        size_t length = strcspn(start, " \t\n");
+        if (length == 0 || length >= size) return -1;
+        memcpy(out, start, length);
+        out[length] = 0;
+        return 0;
+    }
+    Elf64_Ehdr header;
+    if ((size_t)got < sizeof header || memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64) return -1;
+    memcpy(&header, head, sizeof header);
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+        Elf64_Phdr program;
+        off_t at = (off_t)(header.e_phoff + (Elf64_Off)i * header.e_phentsize);
+        if (pread(file, &program, sizeof program, at) != (ssize_t)sizeof program) return -1;
+        if (program.p_type != PT_INTERP) continue;
+        if (program.p_filesz < 2 || program.p_filesz > size) return -1;
+        if (pread(file, out, program.p_filesz, (off_t)program.p_offset) != (ssize_t)program.p_filesz) return -1;
+        out[program.p_filesz - 1] = 0;
+        return 0;
+    }
+    return -1;
 }
 
 static int write_entry(const char *path, int code_fd) {
@@ -84,7 +139,7 @@ static void guest_child(const struct init_config *config, const struct spawn_req
         if (dup2(request->stdio[fd], fd) < 0) child_fail(report_fd, STEP_STDIO);
     }
     int exe = open(request->executable, O_PATH | O_CLOEXEC);
-    if (exe < 0) child_fail(report_fd, STEP_OPEN_EXE);
+    if (exe < 0) child_fail_path(report_fd, STEP_OPEN_EXE, request->executable);
     for (size_t i = 0; i < request->rlimit_count; i++) {
         const struct guest_rlimit *limit = &request->rlimits[i];
         struct rlimit value = {.rlim_cur = limit->soft, .rlim_max = limit->hard};
@@ -117,6 +172,17 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     if (exe != GUEST_EXEC_FD && dup3(exe, GUEST_EXEC_FD, O_CLOEXEC) < 0) child_fail(report_fd, STEP_OPEN_EXE);
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, STEP_CLOSE_RANGE);
     syscall(SYS_execveat, GUEST_EXEC_FD, "", request->argv, request->envp, AT_EMPTY_PATH);
+    if (errno == ENOENT) {
+        /* The file is open, so what is missing is what it asks to run (or,
+         * when that exists, what in turn that asks for: not named). */
+        char interpreter[REPORT_PATH_MAX];
+        if (requested_interpreter(GUEST_EXEC_FD, interpreter, sizeof interpreter) == 0 &&
+            access(interpreter, F_OK) != 0) {
+            errno = ENOENT;
+            child_fail_path(report_fd, STEP_INTERPRETER, interpreter);
+        }
+        errno = ENOENT;
+    }
     child_fail(report_fd, STEP_EXEC);
 }
 
@@ -131,10 +197,15 @@ pid_t spawn_guest(const struct init_config *config, const struct spawn_request *
     /* Ours closed, the pipe reaches EOF once the child's copy goes at exec. */
     close(se_take_fd(&report_wr));
 
-    int answer[2];
+    /* (step, errno), then the path some steps name, until EOF. */
+    struct {
+        int step, err;
+        char path[REPORT_PATH_MAX];
+    } answer;
+    const size_t head = offsetof(__typeof__(answer), path);
     size_t have = 0;
     while (have < sizeof answer) {
-        ssize_t got = SE_RETRY_EINTR(read(report_rd, (char *)answer + have, sizeof answer - have));
+        ssize_t got = SE_RETRY_EINTR(read(report_rd, (char *)&answer + have, sizeof answer - have));
         if (got <= 0) break;
         have += (size_t)got;
     }
@@ -144,9 +215,23 @@ pid_t spawn_guest(const struct init_config *config, const struct spawn_request *
      * is never reported as a guest's. */
     int status;
     SE_RETRY_EINTR(waitpid(pid, &status, 0));
-    int step = have == sizeof answer ? answer[0] : 0;
+    int step = have >= head ? answer.step : 0;
     if (step < 0 || step >= (int)(sizeof child_steps / sizeof *child_steps)) step = 0;
     failure->step = child_steps[step];
-    failure->err = have == sizeof answer ? answer[1] : EIO;
+    failure->err = have >= head ? answer.err : EIO;
+    if (have > head) {
+        /* "<step> <path>", the path's end kept when the event's step field
+         * (se_event.step) cannot hold it all: the file name tells most. */
+        static char named[sizeof ((struct se_event *)0)->step];
+        int path_length = (int)(have - head);
+        int room = (int)sizeof named - 1 - (int)strlen(child_steps[step]) - 1;
+        if (path_length <= room) {
+            snprintf(named, sizeof named, "%s %.*s", child_steps[step], path_length, answer.path);
+        } else {
+            snprintf(named, sizeof named, "%s ...%.*s", child_steps[step], room - 3,
+                     answer.path + path_length - (room - 3));
+        }
+        failure->step = named;
+    }
     return -1;
 }

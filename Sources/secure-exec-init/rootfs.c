@@ -23,8 +23,10 @@
  *     fill it: the rootfs/ skeleton (copied from a directory descriptor),
  *     a minimal /dev, a private /proc with its dangerous files masked,
  *     size-limited writable tmpfs for the workspace and /tmp, and every
- *     detached mount the supervisor sent (node, its libraries, the device
- *     nodes, the caller's host mounts), attached with move_mount;
+ *     detached mount the supervisor sent (node, its libraries, the host's
+ *     zone file, the device nodes, the read-only view of the sandbox's own
+ *     cgroups, the caller's host mounts), attached with move_mount, and
+ *     the /etc/localtime link to the zone file;
  *  3. remount /dev and the guest's root read-only;
  *  4. pivot_root into it and detach the old root, so no host path is left.
  *
@@ -354,6 +356,11 @@ int build_guest_root(const struct init_config *config, struct failure *failure) 
         built = attach(root, config->binds[i].fd, config->binds[i].guest_path, config, failure);
         close(config->binds[i].fd);
     }
+    /* The host's zone, named the way the host names it: ICU takes the zone's
+     * name from where /etc/localtime links (".../zoneinfo/<name>"), glibc
+     * reads the file there (bound above among the mounts). */
+    if (built == 0 && config->localtime && symlinkat(config->localtime, root, "etc/localtime") != 0)
+        built = fail(failure, "symlink /etc/localtime");
     close(root);
     if (built != 0) return -1;
     if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)

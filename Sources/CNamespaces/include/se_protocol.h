@@ -66,6 +66,7 @@ enum se_request_type {
 #define SE_KEY_FILE_TIMEOUT "file_timeout" /* seconds after which a file helper ends itself */
 #define SE_KEY_WORKSPACE "workspace"       /* tmpfs | overlay | bind (the latter two claim a descriptor) */
 #define SE_KEY_MOUNT "mount"               /* each: a guest path; claims the next descriptor */
+#define SE_KEY_LOCALTIME "localtime"       /* where /etc/localtime links to: the host zone's file, a mount= path */
 /* SE_REQ_SPAWN */
 #define SE_KEY_EXE "exe"       /* the guest path of the program (node) */
 #define SE_KEY_CWD "cwd"       /* its working directory */

@@ -67,7 +67,9 @@ enum SandboxLauncher {
     private static func start(_ configuration: SandboxConfiguration, rollback: Rollback) throws(SecureExecError) -> Started {
         let assets = try RuntimeAssets.locate(node: configuration.node)
         // Native addons: the host's library directories, read-only (HostLibraryView).
-        let runtimeBinds = HostLibraryView.merged(into: try RuntimeBinds.mounts(node: assets.node))
+        var runtimeBinds = HostLibraryView.merged(into: try RuntimeBinds.mounts(node: assets.node))
+        let timeZone = RuntimeBinds.timeZone(besides: configuration.mounts)
+        if let timeZone { runtimeBinds.append(timeZone.mount) }
         try MountRules.checkConflicts(configuration.mounts, runtime: runtimeBinds)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
@@ -98,6 +100,10 @@ enum SandboxLauncher {
                 maxProcesses: limits.maxProcesses ?? Int(Int32.max))
             rollback.add(made.remove)
             cgroup = made
+            for view in made.guestViews {
+                configFDs.append(try view.detach(guestID: guestID))
+                mountRecords.append(InitProtocol.mountRecord(view.guestPath))
+            }
         }
 
         var pair: [Int32] = [-1, -1]
@@ -157,7 +163,8 @@ enum SandboxLauncher {
         let netnsFD = try open("/proc/\(pid)/ns/net", O_RDONLY, step: "open netns")
 
         let records = InitProtocol.configRecords(
-            configuration, writableAreas: configuration.writableAreas, mounts: mountRecords, tcpMemory: .host())
+            configuration, writableAreas: configuration.writableAreas, mounts: mountRecords, tcpMemory: .host(),
+            localtime: timeZone?.link)
         return Started(
             pid: pid, pidfd: pidfd, netnsFD: netnsFD, controlFD: controlFD, lease: lease, cgroup: cgroup,
             configRecords: records, configFDs: configFDs)
