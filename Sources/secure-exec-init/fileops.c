@@ -124,20 +124,40 @@ static void abandon_on_alarm(int signal_number) {
     _exit(ETIMEDOUT);
 }
 
-/* Creates SE_WRITE_TEMP_PREFIX plus random letters in `parent`, exclusively
- * and without following anything; its name goes into `name`. */
-static int create_temporary(int parent, char name[TEMPORARY_NAME_SIZE]) {
+/* SE_WRITE_TEMP_PREFIX plus random letters, into `name`. */
+static int random_temporary_name(char name[TEMPORARY_NAME_SIZE]) {
     static const char letters[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     const size_t prefix = sizeof SE_WRITE_TEMP_PREFIX - 1;
+    unsigned char random[12];
+    if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) return -1;
+    memcpy(name, SE_WRITE_TEMP_PREFIX, prefix);
+    for (size_t i = 0; i < sizeof random; i++) name[prefix + i] = letters[random[i] % (sizeof letters - 1)];
+    name[prefix + sizeof random] = 0;
+    return 0;
+}
+
+/* Creates a fresh temporary name in `parent`, exclusively and without
+ * following anything; its name goes into `name`. */
+static int create_temporary(int parent, char name[TEMPORARY_NAME_SIZE]) {
     for (int attempt = 0; attempt < 16; attempt++) {
-        unsigned char random[12];
-        if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) return -1;
-        memcpy(name, SE_WRITE_TEMP_PREFIX, prefix);
-        for (size_t i = 0; i < sizeof random; i++) name[prefix + i] = letters[random[i] % (sizeof letters - 1)];
-        name[prefix + sizeof random] = 0;
+        if (random_temporary_name(name) != 0) return -1;
         /* 0644 under the umask, as the file was made before writes were atomic. */
         int file = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (file >= 0 || errno != EEXIST) return file;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/* Gives an O_TMPFILE file a fresh temporary name in `parent` (through
+ * /proc/self/fd: linking an fd by AT_EMPTY_PATH needs a capability). */
+static int name_anonymous(int file, int parent, char name[TEMPORARY_NAME_SIZE]) {
+    char path[40];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", file);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        if (random_temporary_name(name) != 0) return -1;
+        if (linkat(AT_FDCWD, path, parent, name, AT_SYMLINK_FOLLOW) == 0) return 0;
+        if (errno != EEXIST) return -1;
     }
     errno = EEXIST;
     return -1;
@@ -172,13 +192,23 @@ static int write_atomically(int parent, const char *name, int data) {
     sigemptyset(&on_alarm.sa_mask);
     if (sigaction(SIGALRM, &on_alarm, NULL) != 0) return -1;
 
-    char temporary[TEMPORARY_NAME_SIZE];
-    SE_CLEANUP_FD int file = create_temporary(parent, temporary);
-    if (file < 0) return -1;
-    memcpy(pending_name, temporary, sizeof temporary);
-    pending_directory = parent;
+    /* Preferably a file with no name until the commit: a helper killed
+     * mid-write (dispose, init's end, a crash) then leaves nothing behind in
+     * the directory. A file system without O_TMPFILE gets a named temporary
+     * file, removed on every path this process survives. */
+    char temporary[TEMPORARY_NAME_SIZE] = {0};
+    SE_CLEANUP_FD int file = openat(parent, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+    int anonymous = file >= 0;
+    if (!anonymous) {
+        file = create_temporary(parent, temporary);
+        if (file < 0) return -1;
+        memcpy(pending_name, temporary, sizeof temporary);
+        pending_directory = parent;
+    }
+    int named = !anonymous;
     /* close reports a write the file system could not finish. */
     if ((!had_old || fchmod(file, old.st_mode & 0777) == 0) && copy_frames(data, file) == 0 &&
+        (!anonymous || (named = name_anonymous(file, parent, temporary) == 0)) &&
         close(se_take_fd(&file)) == 0 && renameat(parent, temporary, parent, name) == 0) {
         pending_directory = -1;
         return 0;
@@ -186,7 +216,7 @@ static int write_atomically(int parent, const char *name, int data) {
     /* Abandoned or failed (ENOSPC above all: a half-written file would keep
      * the area full): the temporary file goes, the old one stays. */
     int saved = errno;
-    unlinkat(parent, temporary, 0);
+    if (named) unlinkat(parent, temporary, 0);
     pending_directory = -1;
     errno = saved;
     return -1;

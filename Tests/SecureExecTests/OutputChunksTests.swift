@@ -75,3 +75,16 @@ struct OutputChunksTests {
         }
     }
 }
+
+extension OutputChunksTests {
+    @Test("a reader that leaves its loop early does not leave the guest waiting for it")
+    func readerLeaves() async throws {
+        try await withRuntime { runtime in
+            let process = try await runtime.spawn(
+                "const c = Buffer.alloc(65536, 120); for (let i = 0; i < 128; i++) require('node:fs').writeSync(1, c);")
+            for await _ in process.stdout { break }
+            let ended = await value(of: Task { try? await process.wait() }, within: .seconds(20))
+            #expect(ended == .some(.exited(0)), "the guest still waited for a reader that had left")
+        }
+    }
+}

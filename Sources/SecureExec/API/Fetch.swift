@@ -178,7 +178,9 @@ extension NodeRuntime {
                 var collected: [UInt8] = []
                 // The announced length, up to the cap, at once; without one the array grows geometrically.
                 if let length = response.headers.first(where: { $0.0.lowercased() == "content-length" }).flatMap({ Int($0.1) }) {
-                    collected.reserveCapacity(max(0, min(length, maxBodyBytes)))
+                    // The guest's Content-Length is a claim, not a size: reserve
+                    // at most a few MiB on its word; the rest grows as it arrives.
+                    collected.reserveCapacity(max(0, min(length, maxBodyBytes, 8 << 20)))
                 }
                 for try await chunk in response.body {
                     guard collected.count + chunk.count <= maxBodyBytes else {

@@ -7,9 +7,11 @@
 /// iterator is made, e.g. by `for await`), up to 1 MiB is kept for it and
 /// later output is dropped (`isTruncated` says so), so a guest nobody reads
 /// never blocks. Once a reader started, the guest waits while 1 MiB is unread, as a writer to a full pipe does:
-/// backpressure instead of a backlog. The sequence ends after the guest's
-/// last byte, once the stream is closed. Read it from one task at a time;
-/// a cancelled reader's `next()` returns nil.
+/// backpressure instead of a backlog; when the iterator is dropped (a loop
+/// left with `break`), output is kept and dropped again as before a reader.
+/// The sequence ends after the guest's last byte, once the stream is
+/// closed. Read it from one task at a time; a cancelled reader's `next()`
+/// returns nil.
 public struct OutputChunks: AsyncSequence, Sendable {
     /// One chunk, as the guest wrote it (its size is the kernel's, not a line).
     public typealias Element = [UInt8]
@@ -26,6 +28,8 @@ public struct OutputChunks: AsyncSequence, Sendable {
     /// The sequence's iterator.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: ChunkQueue?
+        /// Ends the reading when the last copy of this iterator goes.
+        let reader: Reader?
 
         /// The next chunk; nil at the end of the stream, for a stream given to
         /// a callback, or when the reading task is cancelled.
@@ -37,7 +41,16 @@ public struct OutputChunks: AsyncSequence, Sendable {
     /// An iterator over the chunks not read yet. Making one starts the
     /// reading: from then on nothing is dropped, and the guest waits for it.
     public func makeAsyncIterator() -> AsyncIterator {
-        if delivered { queue.startReading() }
-        return AsyncIterator(queue: delivered ? queue : nil)
+        guard delivered else { return AsyncIterator(queue: nil, reader: nil) }
+        queue.startReading()
+        return AsyncIterator(queue: queue, reader: Reader(queue: queue))
+    }
+
+    /// Lives as long as an iterator: when it goes, the guest no longer waits
+    /// for a reader.
+    final class Reader: Sendable {
+        let queue: ChunkQueue
+        init(queue: ChunkQueue) { self.queue = queue }
+        deinit { queue.stopReading() }
     }
 }

@@ -53,6 +53,18 @@ final class ChunkQueue: Sendable {
         state.withLock { $0.reading = true }
     }
 
+    /// The reader is gone (its iterator was dropped, e.g. a `break`): back
+    /// to keeping at most `highWater` bytes and dropping the rest, so the
+    /// guest is never left waiting for a reader that will not come.
+    func stopReading() {
+        let held = state.withLock { state -> (@Sendable () -> Void)? in
+            state.reading = false
+            defer { state.heldRead = nil }
+            return state.heldRead
+        }
+        held?()
+    }
+
     func push(_ chunk: [UInt8]) {
         let waiter = state.withLock { state -> CheckedContinuation<[UInt8]?, Never>? in
             if let waiter = state.waiter {

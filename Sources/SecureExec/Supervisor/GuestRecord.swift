@@ -182,28 +182,37 @@ package final class GuestRecord: Sendable {
     package func writeStdin(_ bytes: [UInt8]) async throws(SecureExecError) {
         var offset = 0
         while offset < bytes.count {
-            let fd = state.withLock { $0.stdin }
-            guard fd >= 0 else {
-                throw SecureExecError(.invalidArgument, "stdin of this process is closed", step: "write stdin")
-            }
-            let sent = bytes.withUnsafeBytes { buffer in
-                se_send_nonblocking(fd, buffer.baseAddress! + offset, UInt(buffer.count - offset))
+            // The send runs under the lock (it never blocks), so `ended` or
+            // `closeStdin` cannot close the descriptor, and another sandbox
+            // reuse its number, between reading it and writing to it. Waiting
+            // happens on a duplicate of our own.
+            let (sent, error, waitOn): (Int, Int32, Int32) = state.withLock { state in
+                guard state.stdin >= 0 else { return (-1, EBADF, -1) }
+                let sent = bytes.withUnsafeBytes { buffer in
+                    se_send_nonblocking(state.stdin, buffer.baseAddress! + offset, UInt(buffer.count - offset))
+                }
+                let error = sent < 0 ? errno : 0
+                let waitOn = error == EAGAIN ? fcntl(state.stdin, F_DUPFD_CLOEXEC, 0) : -1
+                return (sent, error, waitOn)
             }
             if sent >= 0 {
                 offset += sent
                 continue
             }
-            switch errno {
+            switch error {
+            case EBADF:
+                throw SecureExecError(.invalidArgument, "stdin of this process is closed", step: "write stdin")
             case EINTR: continue
             case EAGAIN:
+                defer { SystemCall.close(waitOn) }
                 guard !Task.isCancelled else {
                     throw SecureExecError(.cancelled, "writing to stdin was cancelled", step: "write stdin")
                 }
-                await FDReadiness.writable(fd, queue: queue)
+                if waitOn >= 0 { await FDReadiness.writable(waitOn, queue: queue) }
             case EPIPE, ECONNRESET:
-                throw SecureExecError(.ioFailed, "the guest no longer reads its stdin", step: "write stdin", errno: errno)
+                throw SecureExecError(.ioFailed, "the guest no longer reads its stdin", step: "write stdin", errno: error)
             default:
-                throw SystemCall.failure(.ioFailed, "writing to the guest's stdin failed", step: "write stdin")
+                throw SystemCall.failure(.ioFailed, "writing to the guest's stdin failed", step: "write stdin", errno: error)
             }
         }
     }

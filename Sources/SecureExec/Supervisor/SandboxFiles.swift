@@ -100,9 +100,15 @@ extension Sandbox {
     package func listDirectory(_ path: String) async throws(SecureExecError) -> [DirectoryEntry] {
         try validateGuestPath(path)
         let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("list", path), step: "read directory")
-        let bytes = await Self.drain(mine, limit: 64 << 20, queue: queue) ?? []
+        let listing = await Self.drain(mine, limit: 64 << 20, queue: queue)
         let result = await waiter()
-        if result != 0 { throw Self.fileError(result, "listing \(path)") }
+        if result != 0 && !(listing == nil && result == EPIPE) { throw Self.fileError(result, "listing \(path)") }
+        // A listing too large to hold is an error, never an empty directory:
+        // a guest must not be able to hide its files from a host that looks.
+        guard let bytes = listing else {
+            throw SecureExecError(
+                .responseTooLarge, "the listing of \(path) is larger than 64 MiB", step: "read directory")
+        }
         var entries: [DirectoryEntry] = []
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false)
         var index = 0

@@ -91,11 +91,17 @@ struct LeftoverReclaimTests {
             var lines: [String] = []
             for _ in 0..<20 {
                 lines += NodeRuntime.reclaimLeftovers()
-                if directories.allSatisfy({ directory in lines.contains { $0.contains(directory) } }) { break }
+                if directories.allSatisfy({ directory in lines.contains { $0.contains(directory) } || !Self.isDirectory(directory) }) {
+                    break
+                }
                 try await Task.sleep(for: .milliseconds(100))  // the kernel may still be tearing the last task down
             }
+            // Another supervisor starting meanwhile (the CLI suites run beside
+            // this one) reclaims on its first create too: then it names them,
+            // not this call, and they are gone all the same.
+            let reclaimedElsewhere = lines.isEmpty && directories.allSatisfy { !Self.isDirectory($0) }
             for directory in directories {
-                #expect(lines.contains { $0.contains(directory) }, "no line names \(directory): \(lines)")
+                #expect(reclaimedElsewhere || lines.contains { $0.contains(directory) }, "no line names \(directory): \(lines)")
                 #expect(!Self.isDirectory(directory), "\(directory) is still there")
             }
             #expect(!FileManager.default.fileExists(atPath: KernelLeftovers.directory + "/" + recordName), "the record outlived its cgroups")
