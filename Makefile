@@ -6,6 +6,7 @@ PREFIX ?= /usr/local
 DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/seccomp.h ] || echo libseccomp-dev; \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
+	[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || echo busybox-static; \
 	command -v node >/dev/null 2>&1 || echo nodejs)
 
 .PHONY: deps build demo probes test bench bench-smoke install clean

@@ -18,6 +18,12 @@ package struct RuntimeAssets: Sendable {
     package var node: String
 
     package static func locate(node explicitNode: String?) throws(SecureExecError) -> RuntimeAssets {
+        let files = try locateSandboxFiles()
+        return RuntimeAssets(initProgram: files.initProgram, skeleton: files.skeleton, node: try locateNode(explicitNode))
+    }
+
+    /// The init program and the skeleton, which every sandbox needs whatever its root.
+    static func locateSandboxFiles() throws(SecureExecError) -> (initProgram: String, skeleton: String) {
         let environment = ProcessInfo.processInfo.environment
         let executableDirectory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             .map { ($0 as NSString).deletingLastPathComponent } ?? ""
@@ -48,6 +54,12 @@ package struct RuntimeAssets: Sendable {
                 .unsupportedHost, "the guest root skeleton (rootfs/skeleton) was not found; set SECURE_EXEC_ROOTFS",
                 step: "locate rootfs skeleton")
         }
+        return (initProgram, skeleton)
+    }
+
+    /// The host's node: `explicitNode`, else `SECURE_EXEC_NODE`, else the first on PATH.
+    static func locateNode(_ explicitNode: String?) throws(SecureExecError) -> String {
+        let environment = ProcessInfo.processInfo.environment
         var nodeCandidates: [String?] = [explicitNode, environment["SECURE_EXEC_NODE"]]
         if explicitNode == nil {
             let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
@@ -60,7 +72,7 @@ package struct RuntimeAssets: Sendable {
                     ?? "node was not found on PATH; install Node.js (`apt-get install nodejs`) or set SECURE_EXEC_NODE",
                 step: "locate node")
         }
-        return RuntimeAssets(initProgram: initProgram, skeleton: skeleton, node: node)
+        return node
     }
 
     private static func firstExisting(_ candidates: [String?], executable: Bool) -> String? {

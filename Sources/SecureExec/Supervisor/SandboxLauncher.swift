@@ -65,9 +65,9 @@ enum SandboxLauncher {
     }
 
     private static func start(_ configuration: SandboxConfiguration, rollback: Rollback) throws(SecureExecError) -> Started {
-        let assets = try RuntimeAssets.locate(node: configuration.node)
-        let runtimeBinds = try RuntimeBinds.mounts(node: assets.node)
-        try MountRules.checkConflicts(configuration.mounts, runtime: runtimeBinds)
+        let assets = try RuntimeAssets.locateSandboxFiles()
+        let root = try GuestRoot.assemble(configuration.root, node: configuration.node)
+        try MountRules.checkConflicts(configuration.mounts, runtime: root.guestPaths)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
         rollback.add(lease.release)
@@ -79,11 +79,16 @@ enum SandboxLauncher {
         rollback.add { configFDs.forEach(SystemCall.close) }
         var mountRecords: [String] = []
         let guestID = lease.base + Sandbox.guestUID
+        if let base = root.base {
+            configFDs.append(try base.detach(guestID: guestID))
+            mountRecords.append(InitProtocol.rootBaseRecord)
+        }
+        mountRecords += root.symlinks.map(InitProtocol.symlinkRecord)
         if let workspace = configuration.workspace {
             configFDs.append(try workspace.mount.detach(guestID: guestID))
             mountRecords.append(InitProtocol.workspaceRecord(workspace.mode))
         }
-        for mount in runtimeBinds + configuration.mounts {
+        for mount in root.binds + configuration.mounts {
             configFDs.append(try mount.detach(guestID: guestID))
             mountRecords.append(InitProtocol.mountRecord(mount.guestPath))
         }
