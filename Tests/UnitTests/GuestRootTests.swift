@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import SecureExec
@@ -74,6 +75,15 @@ struct GuestRootTests {
             #expect(throws: SecureExecError.self, "\(refused)") { try MountRules.checkConflicts([mount(refused)], runtime: runtime) }
         }
         try MountRules.checkConflicts([mount("/bin2"), mount("/usr/lib/node_modules2")], runtime: runtime)
+    }
+
+    @Test("the README's \"What is inside the sandbox\" lists exactly the tools .standard links")
+    func readmeListsTools() throws {
+        let readme = try String(contentsOfFile: PackagePaths.root + "/README.md", encoding: .utf8)
+        let marker = "linked to it in `/bin`: `"
+        let start = try #require(readme.range(of: marker)).upperBound
+        let listed = readme[start...].prefix { $0 != "`" }.split(separator: " ").map(String.init)
+        #expect(listed == GuestRoot.busyboxApplets.filter { $0 != "sh" }.sorted())
     }
 
     @Test("the tools the issue names are all linked")

@@ -23,10 +23,10 @@ struct Options {
     var churnCycles = 1000
     var otherChurnCycles = 100
     var output: String?
-    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project.
+    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots.
     var only: Set<String>?
 
-    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project"]
+    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots"]
 
     static func parse(_ arguments: [String]) throws -> Options {
         var options = Options()
@@ -97,6 +97,8 @@ final class Comparison {
     var churnRows: [[String]] = []
     /// A 1,000-file project started by copy and by overlay mount: (how, median ms, ratio to copy).
     var projectRows: [[String]] = []
+    /// The root images side by side: (what, .standard ms, .minimal ms, difference).
+    var rootRows: [[String]] = []
     var goals: [GoalOutcome] = []
     var notes: [String] = []
 
