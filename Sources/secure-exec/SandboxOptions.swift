@@ -7,7 +7,7 @@ struct SandboxOptions: ParsableArguments {
     @Flag(name: .customLong("allow-net"), help: "Let guests use the sandbox's loopback network.")
     var allowNetwork = false
 
-    @Flag(name: .customLong("allow-child-process"), help: "Let guests start child node processes.")
+    @Flag(name: .customLong("allow-child-process"), help: "Let guests start child processes (node, and the root's shell and tools).")
     var allowChildProcess = false
 
     @Option(name: .customLong("root"), help: ArgumentHelp("What the sandbox's read-only root holds: standard (node, npm, a shell and common tools), minimal (node only), host (the host's /usr), or a prepared root filesystem DIR.", valueName: "standard|minimal|host|DIR"))

@@ -11,10 +11,9 @@ extension NodeRuntime {
     /// the same limits and terminations). The environment is `environment`
     /// over the root's defaults (PATH, HOME=/workspace, TMPDIR=/tmp, and
     /// where the root has npm, `npm_config_cache=/tmp/.npm` and no update
-    /// check). Signals reach the shell, which passes them on as shells do
-    /// (`kill()` of `sh -c 'npm run dev'` ends the shell; a command that
-    /// must see the signal itself can be started with `exec`, e.g.
-    /// `exec npm run dev`).
+    /// check). `kill()` signals the shell's process, in which the line's
+    /// last command runs (sh execs it), so `npm run dev` gets the signal
+    /// itself and npm passes it on to the script's server.
     ///
     /// - Parameters:
     ///   - command: the command line, as `/bin/sh -c` reads it.

@@ -43,9 +43,17 @@ struct CommandTests {
             #expect(response.hasPrefix("HTTP/1.1 200"), "\(response)")
             await exposed.close()
 
+            // sh execs the line's last command, so npm gets the signal and passes it to the server.
             server.kill()
             let ending = try await server.wait()
             #expect(ending != .exited(0), "the dev server was ended, not finished: \(ending)")
+            var left = ""
+            for _ in 0..<100 {
+                left = try await runtime.execCommand("ps -o args | grep -c '[n]ode server.js'").stdoutText
+                if left == "0\n" { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(left == "0\n", "the dev server outlived its command")
         }
     }
 
