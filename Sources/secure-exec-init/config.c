@@ -73,6 +73,12 @@ static int visit_config(void *context, const char *key, const char *value) {
         config->guest_gid = (unsigned)number;
     } else if (strcmp(key, SE_KEY_HOSTNAME) == 0) {
         config->hostname = strdup(value);
+    } else if (strcmp(key, SE_KEY_LOCALTIME) == 0) {
+        if (value[0] != '/' || config->localtime) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->localtime = strdup(value);
     } else if (strcmp(key, SE_KEY_FILE_TIMEOUT) == 0) {
         if (parse_number(value, &number) != 0 || number == 0 || number > 86400 * 366) {
             errno = EPROTO;

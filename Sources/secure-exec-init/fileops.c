@@ -6,11 +6,14 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/openat2.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -28,6 +31,10 @@
  * read-write mount), so a symlink or ".." that would leave the area fails
  * with EXDEV instead of being followed. The child's exit status is 0 or the
  * errno of the failure; the data flows through the descriptor the host sent.
+ *
+ * A write never leaves a partial file in place of the old one: the data
+ * goes into a new temporary file beside it, renamed over it only once the
+ * supervisor commits (se_protocol.h, "The data of op=write").
  */
 
 static int open_beneath(int root, const char *relative, int flags, mode_t mode) {
@@ -39,18 +46,150 @@ static int open_beneath(int root, const char *relative, int flags, mode_t mode) 
     return (int)syscall(SYS_openat2, root, relative, &how, sizeof how);
 }
 
+static int write_all(int to, const char *buffer, size_t length) {
+    for (size_t done = 0; done < length;) {
+        ssize_t put = SE_RETRY_EINTR(write(to, buffer + done, length - done));
+        if (put < 0) return -1;
+        done += (size_t)put;
+    }
+    return 0;
+}
+
 static int copy(int from, int to) {
     char buffer[65536];
     for (;;) {
         ssize_t got = SE_RETRY_EINTR(read(from, buffer, sizeof buffer));
         if (got < 0) return -1;
         if (got == 0) return 0;
-        for (ssize_t done = 0; done < got;) {
-            ssize_t put = SE_RETRY_EINTR(write(to, buffer + done, (size_t)(got - done)));
-            if (put < 0) return -1;
-            done += put;
+        if (write_all(to, buffer, (size_t)got) != 0) return -1;
+    }
+}
+
+/* Reads `length` bytes, fewer only at EOF; returns how many, or -1. */
+static ssize_t read_exactly(int from, unsigned char *buffer, size_t length) {
+    size_t done = 0;
+    while (done < length) {
+        ssize_t got = SE_RETRY_EINTR(read(from, buffer + done, length - done));
+        if (got < 0) return -1;
+        if (got == 0) break;
+        done += (size_t)got;
+    }
+    return (ssize_t)done;
+}
+
+/*
+ * Copies the frames of an op=write (se_protocol.h) from `from` into `to`.
+ * Returns 0 at the commit frame; -1 with errno ECANCELED when the data ends
+ * before it, EPROTO for a frame longer than allowed, else the failing call's.
+ */
+static int copy_frames(int from, int to) {
+    char buffer[65536];
+    for (;;) {
+        unsigned char header[4];
+        ssize_t got = read_exactly(from, header, sizeof header);
+        if (got < 0) return -1;
+        if (got < (ssize_t)sizeof header) {
+            errno = ECANCELED;
+            return -1;
+        }
+        uint32_t length = (uint32_t)header[0] | (uint32_t)header[1] << 8 | (uint32_t)header[2] << 16 |
+                          (uint32_t)header[3] << 24;
+        if (length == 0) return 0;
+        if (length > SE_WRITE_FRAME_MAX) {
+            errno = EPROTO;
+            return -1;
+        }
+        while (length > 0) {
+            ssize_t part = SE_RETRY_EINTR(read(from, buffer, length < sizeof buffer ? length : sizeof buffer));
+            if (part < 0) return -1;
+            if (part == 0) {
+                errno = ECANCELED;
+                return -1;
+            }
+            if (write_all(to, buffer, (size_t)part) != 0) return -1;
+            length -= (uint32_t)part;
         }
     }
+}
+
+/* A write's temporary file while it exists, for the alarm to remove it: the
+ * helper ends itself (file_timeout) wherever it is blocked. */
+#define TEMPORARY_NAME_SIZE (sizeof SE_WRITE_TEMP_PREFIX + 16)
+static volatile sig_atomic_t pending_directory = -1;
+static char pending_name[TEMPORARY_NAME_SIZE];
+
+static void abandon_on_alarm(int signal_number) {
+    (void)signal_number;
+    if (pending_directory >= 0) unlinkat(pending_directory, pending_name, 0);
+    _exit(ETIMEDOUT);
+}
+
+/* Creates SE_WRITE_TEMP_PREFIX plus random letters in `parent`, exclusively
+ * and without following anything; its name goes into `name`. */
+static int create_temporary(int parent, char name[TEMPORARY_NAME_SIZE]) {
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    const size_t prefix = sizeof SE_WRITE_TEMP_PREFIX - 1;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        unsigned char random[12];
+        if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) return -1;
+        memcpy(name, SE_WRITE_TEMP_PREFIX, prefix);
+        for (size_t i = 0; i < sizeof random; i++) name[prefix + i] = letters[random[i] % (sizeof letters - 1)];
+        name[prefix + sizeof random] = 0;
+        /* 0644 under the umask, as the file was made before writes were atomic. */
+        int file = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (file >= 0 || errno != EEXIST) return file;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/*
+ * op=write of `name` in `parent`: refuses what opening the file for writing
+ * refused (a symlink: ELOOP, never replaced, since the guest may have planted
+ * it; a directory, fifo or device; a file the guest may not write), then
+ * fills a temporary file with the frames and renames it over `name` on the
+ * commit. On every other path the temporary file is removed and `name` is
+ * left as it was. A replaced file keeps its permission bits.
+ */
+static int write_atomically(int parent, const char *name, int data) {
+    struct stat old;
+    int had_old = fstatat(parent, name, &old, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!had_old && errno != ENOENT) return -1;
+    if (had_old) {
+        if (S_ISLNK(old.st_mode)) {
+            errno = ELOOP;
+            return -1;
+        }
+        if (!S_ISREG(old.st_mode)) {
+            errno = S_ISDIR(old.st_mode) ? EISDIR : EINVAL;
+            return -1;
+        }
+        if (faccessat(parent, name, W_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    }
+    struct sigaction on_alarm;
+    memset(&on_alarm, 0, sizeof on_alarm);
+    on_alarm.sa_handler = abandon_on_alarm;
+    sigemptyset(&on_alarm.sa_mask);
+    if (sigaction(SIGALRM, &on_alarm, NULL) != 0) return -1;
+
+    char temporary[TEMPORARY_NAME_SIZE];
+    SE_CLEANUP_FD int file = create_temporary(parent, temporary);
+    if (file < 0) return -1;
+    memcpy(pending_name, temporary, sizeof temporary);
+    pending_directory = parent;
+    /* close reports a write the file system could not finish. */
+    if ((!had_old || fchmod(file, old.st_mode & 0777) == 0) && copy_frames(data, file) == 0 &&
+        close(se_take_fd(&file)) == 0 && renameat(parent, temporary, parent, name) == 0) {
+        pending_directory = -1;
+        return 0;
+    }
+    /* Abandoned or failed (ENOSPC above all: a half-written file would keep
+     * the area full): the temporary file goes, the old one stays. */
+    int saved = errno;
+    unlinkat(parent, temporary, 0);
+    pending_directory = -1;
+    errno = saved;
+    return -1;
 }
 
 /*
@@ -229,23 +368,7 @@ static int run_operation(const struct init_config *config, const char *operation
     }
     if (parent < 0) return -1;
     if (strcmp(operation, "remove") == 0) return remove_tree(parent, name);
-    if (strcmp(operation, "write") == 0) {
-        /* O_NONBLOCK: a fifo without a reader fails (ENXIO) instead of holding us. */
-        SE_CLEANUP_FD int file =
-            openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
-        if (file < 0) return -1;
-        if (require_regular(file) != 0) return -1;
-        /* close reports a write the file system could not finish. */
-        if (copy(data, file) != 0 || close(se_take_fd(&file)) != 0) {
-            /* A half-written file (ENOSPC above all) would keep the area
-             * full and the runtime stuck: remove it. */
-            int saved = errno;
-            unlinkat(parent, name, 0);
-            errno = saved;
-            return -1;
-        }
-        return 0;
-    }
+    if (strcmp(operation, "write") == 0) return write_atomically(parent, name, data);
     errno = EINVAL;
     return -1;
 }

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "init.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -29,18 +30,24 @@
  *   planted symlink can only lead where the guest could go anyway);
  *   no_new_privs; seccomp; every fd but 0-2 close-on-exec; execveat the
  *   program from fd 3 (the one exec the seccomp filter allows when child
- *   processes are denied). A script (#!) cannot run from a close-on-exec
- *   descriptor (its interpreter could not open it), so on ENOENT it is
- *   exec'd by path; that needs child processes allowed, which every
- *   executable but node does.
- * A failure is written to the report pipe as (step index, errno) and, for
- * a script whose interpreter is missing, the interpreter's path.
+ *   processes are denied).
+ * execveat answers ENOENT both for a missing file and for a missing
+ * interpreter (a "#!" line's program, an ELF's loader). The file is open by
+ * then, so on ENOENT the interpreter it asks for is read from it and, when
+ * missing, named. A script whose interpreter exists still cannot run from a
+ * close-on-exec descriptor (the interpreter could not open /dev/fd/3), so it
+ * is exec'd by path; that needs child processes allowed, which every
+ * executable but node does (the API's spawnExecutable and spawnCommand
+ * require it).
+ * A failure is written to the report pipe as (step index, errno), followed
+ * for some steps by the path it concerns: the executable that could not be
+ * opened, or the interpreter an executable names that does not exist.
  */
 
 static const char *const child_steps[] = {
     "unknown", "setsid", "stdio", "chdir", "drop bounding set", "securebits", "setgroups",
     "setresgid", "setresuid", "clear capabilities", "write entry file", "no_new_privs",
-    "seccomp", "close_range", "execveat", "open executable", "setrlimit", "interpreter",
+    "seccomp", "close_range", "execveat", "open", "setrlimit", "missing interpreter",
 };
 enum {
     STEP_SETSID = 1, STEP_STDIO, STEP_CHDIR, STEP_BOUNDING, STEP_SECUREBITS, STEP_SETGROUPS,
@@ -48,39 +55,63 @@ enum {
     STEP_OPEN_EXE, STEP_RLIMIT, STEP_INTERPRETER,
 };
 
-/* What a child that failed before exec reports: the step, errno, and for a
- * missing interpreter its path (the supervisor names it in the error). */
-struct child_report {
-    int step;
-    int err;
-    char detail[44];
-};
+/* Longest path a report carries; the event's step field cuts it shorter. */
+#define REPORT_PATH_MAX 256
 
-static void child_fail_with(int report_fd, int step, const char *detail) {
-    struct child_report report = {.step = step, .err = errno};
-    if (detail) strncpy(report.detail, detail, sizeof report.detail - 1);
-    ssize_t ignored = write(report_fd, &report, sizeof report);
+static void child_fail_path(int report_fd, int step, const char *path) {
+    struct {
+        int step, err;
+        char path[REPORT_PATH_MAX];
+    } report = {step, errno, {0}};
+    size_t length = path ? strnlen(path, sizeof report.path) : 0;
+    if (path) memcpy(report.path, path, length);
+    ssize_t ignored = write(report_fd, &report, offsetof(__typeof__(report), path) + length);
     (void)ignored;
     _exit(127);
 }
 
-static void child_fail(int report_fd, int step) { child_fail_with(report_fd, step, NULL); }
+static void child_fail(int report_fd, int step) { child_fail_path(report_fd, step, NULL); }
 
-/* The interpreter named on a script's "#!" line, or 0 when it has none. */
-static int read_interpreter(const char *path, char *out, size_t size) {
-    SE_CLEANUP_FD int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return 0;
-    char line[128];
-    ssize_t got = SE_RETRY_EINTR(read(fd, line, sizeof line - 1));
-    if (got < 3 || line[0] != '#' || line[1] != '!') return 0;
-    line[got] = 0;
-    char *start = line + 2;
-    while (*start == ' ' || *start == '\t') start++;
-    size_t length = strcspn(start, " \t\n");
-    if (length == 0 || length >= size) return 0;
-    memcpy(out, start, length);
-    out[length] = 0;
-    return 1;
+/*
+ * The interpreter an executable asks the kernel for: the program of its
+ * "#!" line, or an ELF's loader (PT_INTERP). execve answers ENOENT when that
+ * is missing, exactly as when the file itself is, so the file alone would be
+ * named. fd is O_PATH: the file is read through /proc/self/fd, as the guest.
+ * Returns which kind asks (the path in out), or INTERPRETER_NONE.
+ */
+enum { INTERPRETER_NONE = -1, INTERPRETER_SCRIPT = 1, INTERPRETER_LOADER = 2 };
+static int requested_interpreter(int fd, char *out, size_t size) {
+    char link[32];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    SE_CLEANUP_FD int file = open(link, O_RDONLY | O_CLOEXEC);
+    if (file < 0) return INTERPRETER_NONE;
+    char head[256]; /* what the kernel reads of a "#!" line (BINPRM_BUF_SIZE) */
+    ssize_t got = pread(file, head, sizeof head - 1, 0);
+    if (got < 4) return INTERPRETER_NONE;
+    head[got] = 0;
+    if (head[0] == '#' && head[1] == '!') {
+        char *start = head + 2;
+        start += strspn(start, " \t");
+        size_t length = strcspn(start, " \t\n");
+        if (length == 0 || length >= size) return INTERPRETER_NONE;
+        memcpy(out, start, length);
+        out[length] = 0;
+        return INTERPRETER_SCRIPT;
+    }
+    Elf64_Ehdr header;
+    if ((size_t)got < sizeof header || memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64) return INTERPRETER_NONE;
+    memcpy(&header, head, sizeof header);
+    for (unsigned i = 0; i < header.e_phnum; i++) {
+        Elf64_Phdr program;
+        off_t at = (off_t)(header.e_phoff + (Elf64_Off)i * header.e_phentsize);
+        if (pread(file, &program, sizeof program, at) != (ssize_t)sizeof program) return INTERPRETER_NONE;
+        if (program.p_type != PT_INTERP) continue;
+        if (program.p_filesz < 2 || program.p_filesz > size) return INTERPRETER_NONE;
+        if (pread(file, out, program.p_filesz, (off_t)program.p_offset) != (ssize_t)program.p_filesz) return INTERPRETER_NONE;
+        out[program.p_filesz - 1] = 0;
+        return INTERPRETER_LOADER;
+    }
+    return INTERPRETER_NONE;
 }
 
 static int write_entry(const char *path, int code_fd) {
@@ -140,24 +171,29 @@ static void guest_child(const struct init_config *config, const struct spawn_req
 
     if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
     int exe = open(request->executable, O_PATH | O_CLOEXEC);
-    if (exe < 0) child_fail(report_fd, STEP_OPEN_EXE);
+    if (exe < 0) child_fail_path(report_fd, STEP_OPEN_EXE, request->executable);
     if (request->entry_path && write_entry(request->entry_path, request->code_fd) != 0)
         child_fail(report_fd, STEP_ENTRY);
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report_fd, STEP_NNP);
     if (load_guest_filter() != 0) child_fail(report_fd, STEP_SECCOMP);
-    /* Nothing but 0, 1 and 2 may reach node: not the control socket, not the
-     * code memfd, not the report pipe (already close-on-exec). */
+    /* Nothing but 0, 1 and 2 may reach the program: not the control socket,
+     * not the code memfd, not the report pipe (already close-on-exec). */
     if (exe != GUEST_EXEC_FD && dup3(exe, GUEST_EXEC_FD, O_CLOEXEC) < 0) child_fail(report_fd, STEP_OPEN_EXE);
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, STEP_CLOSE_RANGE);
     syscall(SYS_execveat, GUEST_EXEC_FD, "", request->argv, request->envp, AT_EMPTY_PATH);
     if (errno == ENOENT) {
-        execve(request->executable, request->argv, request->envp);
-        char interpreter[sizeof ((struct child_report *)0)->detail];
-        if (errno == ENOENT && read_interpreter(request->executable, interpreter, sizeof interpreter)) {
+        /* The file is open, so what is missing is what it asks to run (or,
+         * when that exists, what in turn that asks for: not named). */
+        char interpreter[REPORT_PATH_MAX];
+        int kind = requested_interpreter(GUEST_EXEC_FD, interpreter, sizeof interpreter);
+        if (kind != INTERPRETER_NONE && access(interpreter, F_OK) != 0) {
             errno = ENOENT;
-            child_fail_with(report_fd, STEP_INTERPRETER, interpreter);
+            child_fail_path(report_fd, STEP_INTERPRETER, interpreter);
         }
+        /* A script whose interpreter exists: by path (see the top). */
+        if (kind == INTERPRETER_SCRIPT) execve(request->executable, request->argv, request->envp);
+        else errno = ENOENT;
     }
     child_fail(report_fd, STEP_EXEC);
 }
@@ -173,7 +209,12 @@ pid_t spawn_guest(const struct init_config *config, const struct spawn_request *
     /* Ours closed, the pipe reaches EOF once the child's copy goes at exec. */
     close(se_take_fd(&report_wr));
 
-    struct child_report answer;
+    /* (step, errno), then the path some steps name, until EOF. */
+    struct {
+        int step, err;
+        char path[REPORT_PATH_MAX];
+    } answer;
+    const size_t head = offsetof(__typeof__(answer), path);
     size_t have = 0;
     while (have < sizeof answer) {
         ssize_t got = SE_RETRY_EINTR(read(report_rd, (char *)&answer + have, sizeof answer - have));
@@ -186,15 +227,22 @@ pid_t spawn_guest(const struct init_config *config, const struct spawn_request *
      * is never reported as a guest's. */
     int status;
     SE_RETRY_EINTR(waitpid(pid, &status, 0));
-    int step = have == sizeof answer ? answer.step : 0;
+    int step = have >= head ? answer.step : 0;
     if (step < 0 || step >= (int)(sizeof child_steps / sizeof *child_steps)) step = 0;
     failure->step = child_steps[step];
-    failure->err = have == sizeof answer ? answer.err : EIO;
-    if (step == STEP_INTERPRETER) {
-        /* "interpreter /usr/bin/python3": the event's step carries the name. */
-        static char named[64];
-        answer.detail[sizeof answer.detail - 1] = 0;
-        snprintf(named, sizeof named, "%s %s", child_steps[step], answer.detail);
+    failure->err = have >= head ? answer.err : EIO;
+    if (have > head) {
+        /* "<step> <path>", the path's end kept when the event's step field
+         * (se_event.step) cannot hold it all: the file name tells most. */
+        static char named[sizeof ((struct se_event *)0)->step];
+        int path_length = (int)(have - head);
+        int room = (int)sizeof named - 1 - (int)strlen(child_steps[step]) - 1;
+        if (path_length <= room) {
+            snprintf(named, sizeof named, "%s %.*s", child_steps[step], path_length, answer.path);
+        } else {
+            snprintf(named, sizeof named, "%s ...%.*s", child_steps[step], room - 3,
+                     answer.path + path_length - (room - 3));
+        }
         failure->step = named;
     }
     return -1;

@@ -60,6 +60,7 @@ struct init_config {
     unsigned guest_uid;
     unsigned guest_gid;
     char *hostname;
+    char *localtime; /* the target of the guest's /etc/localtime symlink, or NULL */
     struct bind_mount *binds;
     size_t bind_count;
     int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */

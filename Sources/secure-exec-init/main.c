@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,6 +397,13 @@ static int setup(struct init_config *config, struct failure *failure) {
     static int config_fds[SE_MAX_REQUEST_FDS];
     memcpy(config_fds, fds, fd_count * sizeof *fds);
     if (parse_config(payload, (size_t)length, config_fds, fd_count, config, failure) != 0) return -1;
+    /* A cgroup namespace of our own, rooted where the supervisor put us (the
+     * sandbox's cgroups; clone3's was rooted at the supervisor's, since it
+     * moves us only after the clone): guests see their cgroup as "/", where
+     * the read-only view of it is mounted (/sys/fs/cgroup), and no path
+     * names a cgroup outside the sandbox. Before build_proc sets
+     * max_cgroup_namespaces to 0. */
+    if (unshare(CLONE_NEWCGROUP) != 0) return fail(failure, "unshare cgroup namespace");
     if (bring_up_loopback(failure) != 0) return -1;
     if (sethostname(config->hostname, strlen(config->hostname)) != 0) return fail(failure, "sethostname");
     if (build_guest_root(config, failure) != 0) return -1;

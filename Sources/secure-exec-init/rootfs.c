@@ -21,11 +21,13 @@
  *  1. make every mount private: nothing we do may propagate to the host;
  *  2. mount the guest's root tmpfs over /tmp (our private copy of it) and
  *     fill it: the rootfs/ skeleton (copied from a directory descriptor)
- *     and the root image's symlinks (busybox's applets, npm's commands),
+ *     and the root image's symlinks (busybox's applets, npm's commands,
+ *     /etc/localtime to the host's zone),
  *     a minimal /dev, a private /proc with its dangerous files masked,
  *     size-limited writable tmpfs for the workspace and /tmp, and every
- *     detached mount the supervisor sent (node, its libraries, the device
- *     nodes, the caller's host mounts), attached with move_mount. A root
+ *     detached mount the supervisor sent (node, its libraries, the host's
+ *     zone file, the device nodes, the read-only view of the sandbox's own
+ *     cgroups, the caller's host mounts), attached with move_mount. A root
  *     with a base (an operator's root filesystem) is instead a read-only
  *     overlay: SecureExec's layer (the skeleton, symlinks and every mount
  *     point, made first because nothing can be made in it afterwards) over
@@ -160,6 +162,14 @@ static int make_symlinks(int root, const struct init_config *config, struct fail
     for (size_t i = 0; i < config->symlink_count; i++) {
         if (make_symlink(root, &config->symlinks[i], config, failure) != 0) return -1;
     }
+    /* The host's zone, named the way the host names it: ICU takes the zone's
+     * name from where /etc/localtime links (".../zoneinfo/<name>"), glibc
+     * reads the file there (a mount, or the root's own zoneinfo). Made with
+     * the other links, before the mounts, so a layered root's layer holds it
+     * too (the supervisor sends no zone when a caller's mount covers
+     * /etc/localtime). */
+    if (config->localtime && symlinkat(config->localtime, root, "etc/localtime") != 0)
+        return fail(failure, "symlink /etc/localtime");
     return 0;
 }
 

@@ -26,9 +26,13 @@
  * (never a kill, so node reports a clear error). It is our own list of what
  * node and libuv use, in the spirit of Docker's default profile: threads,
  * memory, files, epoll, timers, signals, sockets as the network permission
- * allows. Left out on purpose, so denied: mount and the new mount API,
- * pivot_root, chroot, unshare, setns, ptrace, process_vm_*, kcmp, bpf,
- * perf_event_open, userfaultfd, keyctl and friends, io_uring (libuv falls
+ * allows. Sessions and process groups (setsid, setpgid) are allowed: the
+ * sandbox's own pid namespace bounds whom a group or session can reach, no
+ * guest has a terminal to take as its controlling one (stdio are sockets,
+ * /dev has no pty), and TIOCSTI stays denied below. Left out on purpose, so
+ * denied: mount and the new mount API, pivot_root, chroot, unshare, setns,
+ * ptrace, process_vm_*, kcmp, bpf, perf_event_open, userfaultfd, keyctl
+ * and friends, io_uring (libuv falls
  * back to its thread pool), module loading, kexec, open_by_handle_at,
  * reboot, swap, acct, clock and time setting, syslog, iopl/ioperm,
  * quotactl, setuid and friends, sethostname, memfd_create (with child
@@ -60,7 +64,7 @@ static scmp_filter_ctx argument_filter;
 static const char *const allowed_calls[] = {
     /* threads, processes we already are, scheduling */
     "exit", "exit_group", "wait4", "waitid", "kill", "tgkill", "tkill", "getpid", "getppid", "gettid",
-    "getpgid", "getpgrp", "getsid", "setpgid", "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
+    "getpgid", "getpgrp", "getsid", "setpgid", "setsid", "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
     "futex", "futex_waitv", "futex_wait", "futex_wake", "futex_requeue", "sched_yield", "sched_getaffinity",
     "sched_setaffinity", "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
     "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval", "sched_getattr",

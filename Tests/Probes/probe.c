@@ -344,6 +344,31 @@ static int p_kill_init(int argc, char **argv) {
     return escaped("kill(1, SIGKILL) was permitted");
 }
 
+/* Sessions are allowed (detached children need them), but a new session
+ * reaches no further than the sandbox's pid namespace: the pid of a host
+ * process (the test's own, given as argument) names nothing here, alone or
+ * as a process group. */
+static int p_setsid_kill_outside(int argc, char **argv) {
+    long outside = parse_pid(argc, argv, -1);
+    if (outside <= 0) return error("needs the pid of a process outside the sandbox");
+    if (setsid() < 0) return error("setsid: %s (sessions should be allowed)", err_name(errno));
+    if (getsid(0) != getpid() || getpgid(0) != getpid()) return error("setsid made no session of our own");
+    if (kill((pid_t)outside, 0) == 0) return escaped("in a new session, kill(%ld, 0) reached a process", outside);
+    int single = errno;
+    if (kill(-(pid_t)outside, 0) == 0) return escaped("in a new session, kill(-%ld, 0) reached a process group", outside);
+    return blocked("in a new session of our own, kill(%ld, 0): %s, kill(-%ld, 0): %s", outside, err_name(single),
+                   outside, err_name(errno));
+}
+
+/* A session leader with no controlling terminal still cannot push input
+ * into a terminal: TIOCSTI stays denied by the filter. */
+static int p_setsid_tiocsti(int argc, char **argv) {
+    (void)argc, (void)argv;
+    if (setsid() < 0) return error("setsid: %s (sessions should be allowed)", err_name(errno));
+    char c = 'x';
+    return DENIED(syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI, &c));
+}
+
 static int p_pidfd_kill_init(int argc, char **argv) {
     (void)argc, (void)argv;
     int pidfd = (int)syscall(SYS_pidfd_open, 1, 0);
@@ -904,11 +929,92 @@ static int p_kcore(int argc, char **argv) {
     return escaped("read %zd bytes of /proc/kcore", got);
 }
 
-static int p_sys_absent(int argc, char **argv) {
+/* Whether directory `path` holds exactly the entry `only` (besides . and ..). */
+static int holds_only(const char *path, const char *only) {
+    DIR *dir = opendir(path);
+    if (!dir) return 0;
+    int others = 0, found = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, "..")) continue;
+        if (!strcmp(entry->d_name, only)) found = 1;
+        else others = 1;
+    }
+    closedir(dir);
+    return found && !others;
+}
+
+/* The number of subdirectories of `path`, or -1. */
+static int subdirectories(const char *path) {
+    DIR *dir = opendir(path);
+    if (!dir) return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        if (entry->d_type == DT_DIR && strcmp(entry->d_name, ".") && strcmp(entry->d_name, "..")) count++;
+    }
+    closedir(dir);
+    return count;
+}
+
+/* /sys holds nothing but the read-only view of the sandbox's own cgroups:
+ * fs/cgroup, one directory per v1 controller (or the v2 cgroup's files),
+ * and no cgroup above, beside or below the sandbox's own. */
+static int p_sys_census(int argc, char **argv) {
     (void)argc, (void)argv;
     struct stat info;
-    if (stat("/sys", &info) != 0) return blocked("stat /sys: %s", err_name(errno));
-    return escaped("/sys exists");
+    if (stat("/sys", &info) != 0) return blocked("stat /sys: %s (no cgroup limits, no view)", err_name(errno));
+    if (!holds_only("/sys", "fs")) return escaped("/sys holds more than fs");
+    if (!holds_only("/sys/fs", "cgroup")) return escaped("/sys/fs holds more than cgroup");
+    DIR *views = opendir("/sys/fs/cgroup");
+    if (!views) return error("opendir /sys/fs/cgroup: %s", err_name(errno));
+    static const char *const controllers[] = {"memory", "pids", "unified"};
+    char seen[512] = "";
+    const char *stranger = NULL;
+    struct dirent *entry;
+    while ((entry = readdir(views))) {
+        if (entry->d_type != DT_DIR || !strcmp(entry->d_name, ".") || !strcmp(entry->d_name, "..")) continue;
+        int known = 0;
+        for (size_t i = 0; i < sizeof controllers / sizeof *controllers; i++) known |= !strcmp(entry->d_name, controllers[i]);
+        char path[300];
+        snprintf(path, sizeof path, "/sys/fs/cgroup/%s", entry->d_name);
+        /* A view's subdirectory, or a directory of a v2 view, is another cgroup. */
+        if ((!known || subdirectories(path) != 0) && !stranger) stranger = strdup(path);
+        size_t used = strlen(seen);
+        snprintf(seen + used, sizeof seen - used, "%s%s", used ? "," : "", entry->d_name);
+    }
+    closedir(views);
+    if (stranger) return escaped("another cgroup is visible: %s", stranger);
+    return blocked("/sys holds only fs/cgroup, with %s", seen[0] ? seen : "the v2 cgroup's own files");
+}
+
+/* The cgroup view is read-only: no limit can be raised, no process moved,
+ * no child cgroup made. */
+static int p_cgroup_view_write(int argc, char **argv) {
+    (void)argc, (void)argv;
+    static const char *const files[] = {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/cgroup.procs",
+        "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/pids.max",
+        "/sys/fs/cgroup/cgroup.procs", "/sys/fs/cgroup/unified/memory.max",
+    };
+    static const char *const children[] = {"/sys/fs/cgroup/memory/x", "/sys/fs/cgroup/pids/x", "/sys/fs/cgroup/x"};
+    char detail[1024] = "";
+    int tried = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        if (access(files[i], F_OK) != 0) continue;
+        tried++;
+        int fd = open(files[i], O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) return escaped("opened %s for writing", files[i]);
+        size_t used = strlen(detail);
+        snprintf(detail + used, sizeof detail - used, "%s:%s ", files[i], err_name(errno));
+    }
+    if (!tried) return error("no cgroup view to write to");
+    for (size_t i = 0; i < sizeof children / sizeof *children; i++) {
+        if (mkdir(children[i], 0755) == 0) return escaped("made the cgroup %s", children[i]);
+        size_t used = strlen(detail);
+        snprintf(detail + used, sizeof detail - used, "mkdir %s:%s ", children[i], err_name(errno));
+    }
+    return blocked("%s", detail);
 }
 
 static int p_dev_census(int argc, char **argv) {
@@ -1153,6 +1259,8 @@ static const struct probe_entry probes[] = {
     {"parent_exe_rdwr", p_parent_exe_rdwr},
     {"kill_init", p_kill_init},
     {"pidfd_kill_init", p_pidfd_kill_init},
+    {"setsid_kill_outside", p_setsid_kill_outside},
+    {"setsid_tiocsti", p_setsid_tiocsti},
     {"socket_raw", p_socket_raw},
     {"socket_raw_inet6", p_socket_raw_inet6},
     {"socket_packet", p_socket_packet},
@@ -1214,7 +1322,8 @@ static const struct probe_entry probes[] = {
     {"proc_sys_core_pattern", p_proc_sys_core_pattern},
     {"sysrq_trigger", p_sysrq_trigger},
     {"kcore", p_kcore},
-    {"sys_absent", p_sys_absent},
+    {"sys_census", p_sys_census},
+    {"cgroup_view_write", p_cgroup_view_write},
     {"dev_census", p_dev_census},
     {"write_outside", p_write_outside},
     {"exec_tmp", p_exec_tmp},

@@ -26,7 +26,7 @@ struct EscapeNativeProbeTests {
         "unshare_time", "setns_net", "pivot_root", "chroot", "clone_newuser", "clone_newns", "clone3",
         "ptrace_init", "ptrace_sibling", "ptrace_traceme", "process_vm_readv_init", "process_vm_readv_sibling",
         "kcmp", "pidfd_getfd", "proc1_mem", "proc1_exe_rdwr", "self_exe_rdwr", "parent_exe_rdwr", "kill_init",
-        "pidfd_kill_init", "socket_raw", "socket_raw_inet6", "socket_packet", "netlink_audit", "netlink_uevent",
+        "pidfd_kill_init", "setsid_kill_outside", "setsid_tiocsti", "socket_raw", "socket_raw_inet6", "socket_packet", "netlink_audit", "netlink_uevent",
         "socket_families", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd",
         "io_uring_setup", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
         "open_by_handle_at", "name_to_handle_at", "reboot", "swapon", "swapoff", "acct", "settimeofday",
@@ -36,12 +36,15 @@ struct EscapeNativeProbeTests {
         "openat2", "renameat2_whiteout", "fcntl_setlease", "fcntl_setlease_high_bits",
         "setuid", "setresuid", "setgid", "setgroups", "capset_raise", "rlimit_raise", "sethostname",
         "capabilities", "whoami", "proc_sys_hostname", "proc_sys_core_pattern", "sysrq_trigger", "kcore",
-        "sys_absent", "dev_census", "write_outside", "exec_tmp", "exec_workspace", "mmap_exec_tmp", "fd_census",
+        "sys_census", "cgroup_view_write", "dev_census", "write_outside", "exec_tmp", "exec_workspace", "mmap_exec_tmp", "fd_census",
         "forkbomb", "int80", "x32",
     ]
 
     /// Probes aimed at another guest of the same uid, whose pid they take as argument.
     static let siblingProbes: Set<String> = ["ptrace_sibling", "process_vm_readv_sibling", "pidfd_getfd"]
+
+    /// Probes aimed at a process outside the sandbox: this test process, whose host pid they take.
+    static let hostPIDProbes: Set<String> = ["setsid_kill_outside"]
 
     @Test("the attempt is blocked", arguments: probes)
     func blocked(probe: String) async throws {
@@ -49,6 +52,9 @@ struct EscapeNativeProbeTests {
         let result = try await EscapeProbe.slots.withSlot {
             try await withRuntime(permissions: EscapeProbe.permissions, mounts: [EscapeProbe.mount(for: binary)]) {
                 runtime in
+                if Self.hostPIDProbes.contains(probe) {
+                    return try await EscapeProbe.run(probe, arguments: ["\(getpid())"], hostBinary: binary, in: runtime)
+                }
                 guard Self.siblingProbes.contains(probe) else {
                     return try await EscapeProbe.run(probe, hostBinary: binary, in: runtime)
                 }
@@ -111,8 +117,10 @@ struct EscapeNodeTests {
 
     @Test("/proc/self/cwd/../../etc lists the sandbox's /etc, not the host's")
     func etcThroughCwd() async throws {
-        // The skeleton, plus the loader's cache that node's ld.so reads (bound read-only on purpose, Sandbox.swift).
-        let sandboxEtc = Set(try FileManager.default.contentsOfDirectory(atPath: PackagePaths.root + "/rootfs/skeleton/etc")).union(["ld.so.cache"])
+        // The skeleton, plus the loader's cache that node's ld.so reads and the host zone's
+        // link (bound read-only on purpose, RuntimeBinds.swift).
+        let sandboxEtc = Set(try FileManager.default.contentsOfDirectory(atPath: PackagePaths.root + "/rootfs/skeleton/etc"))
+            .union(["ld.so.cache", "localtime"])
         let host = Set(try FileManager.default.contentsOfDirectory(atPath: "/etc"))
         try #require(!host.subtracting(sandboxEtc).isEmpty, "control: the host's /etc has files the sandbox's lacks")
         let result = try await withRuntime { runtime in
@@ -127,7 +135,10 @@ struct EscapeNodeTests {
 
     @Test(".. from /workspace stops at the sandbox's root")
     func dotDotFromWorkspace() async throws {
-        let sandboxRoot: Set<String> = ["bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "tmp", "usr", "workspace", "mnt"]
+        // /sys holds only the view of the sandbox's own cgroups (the probe sys_census checks what is in it).
+        let sandboxRoot: Set<String> = [
+            "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sys", "tmp", "usr", "workspace", "mnt",
+        ]
         let hostOnly = Set(try FileManager.default.contentsOfDirectory(atPath: "/")).subtracting(sandboxRoot)
         try #require(hostOnly.contains("work"), "control: the host's / has entries the sandbox's lacks")
         let result = try await withRuntime { runtime in
@@ -451,6 +462,11 @@ struct EscapeLimitTests {
 
     @Test("1 GiB of stdout delivers exactly the 1 MiB cap, the guest completes, and the host's memory stays flat")
     func stdoutFlood() async throws {
+        // This process's memory is measured: not while another test holds tens of MiB.
+        try await measuredExclusively { try await Self.floodStdout() }
+    }
+
+    private static func floodStdout() async throws {
         let cap = 1 << 20
         let memory = ResidentMemoryWatch.sampling()
         try await withRuntime(limits: Limits(outputBytesPerStream: cap)) { runtime in

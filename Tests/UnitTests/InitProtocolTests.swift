@@ -42,9 +42,36 @@ struct InitProtocolTests {
         #expect(records.prefix(4) == ["exe=/usr/bin/node", "cwd=/workspace", "arg=node", "entry=\(entry)"])
         let arguments = records.filter { $0.hasPrefix("arg=") }
         #expect(arguments == [
-            "arg=node", "arg=--experimental-detect-module", "arg=--require", "arg=/w/hook.js", "arg=\(entry)",
-            "arg=--port", "arg=3000",
+            "arg=node", "arg=--experimental-detect-module", "arg=--max-old-space-size=384", "arg=--require", "arg=/w/hook.js",
+            "arg=\(entry)", "arg=--port", "arg=3000",
         ])
+    }
+
+    @Test("V8's old space is three quarters of the memory limit, unless there is none or the caller set one")
+    func heapLimit() {
+        func options(memory: Int?, request: SpawnRequest = SpawnRequest(), entry: String? = "/workspace/e.js") -> [String] {
+            InitProtocol.spawnRecords(request, entry: entry, limits: Limits(memoryBytes: memory))
+                .filter { $0.hasPrefix("arg=") }.map { String($0.dropFirst(4)) }
+        }
+        #expect(options(memory: 256 << 20).contains("--max-old-space-size=192"))
+        #expect(options(memory: 16 << 20).contains("--max-old-space-size=12"))
+        #expect(!options(memory: nil).contains { $0.hasPrefix("--max-old-space-size") })
+        var caller = SpawnRequest()
+        caller.nodeOptions = ["--max-old-space-size=100"]
+        #expect(options(memory: 256 << 20, request: caller).filter { $0.hasPrefix("--max-old-space-size") } == ["--max-old-space-size=100"])
+        caller = SpawnRequest()
+        caller.environment = ["NODE_OPTIONS": "--trace-warnings --max_old_space_size=50"]
+        #expect(!options(memory: 256 << 20, request: caller).contains { $0.hasPrefix("--max-old-space-size") })
+        // Script arguments after an entry are the script's, not node's: they do not count.
+        caller = SpawnRequest()
+        caller.arguments = ["--max-old-space-size=1"]
+        #expect(options(memory: 256 << 20, request: caller).contains("--max-old-space-size=192"))
+        // Without an entry the arguments are node's own: the limit goes before them, unless they set one.
+        caller = SpawnRequest()
+        caller.arguments = ["-e", "1"]
+        #expect(options(memory: 256 << 20, request: caller, entry: nil) == ["node", "--max-old-space-size=192", "-e", "1"])
+        caller.arguments = ["--max-old-space-size=64", "-e", "1"]
+        #expect(options(memory: 256 << 20, request: caller, entry: nil) == ["node", "--max-old-space-size=64", "-e", "1"])
     }
 
     @Test("a file spawn runs the file and carries no entry record")
@@ -102,6 +129,11 @@ struct InitProtocolTests {
         #expect(records.filter { $0.hasPrefix("writable=") } == ["writable=/workspace", "writable=/tmp"])
         #expect(records.contains("file_timeout=3"))
         #expect(records.last == "mount=/data")
+        #expect(!records.contains { $0.hasPrefix("localtime=") })
+        let zoned = InitProtocol.configRecords(
+            configuration, writableAreas: [], mounts: ["mount=/usr/share/zoneinfo/Asia/Tokyo"], tcpMemory: nil,
+            localtime: "/usr/share/zoneinfo/Asia/Tokyo")
+        #expect(zoned.suffix(2) == ["localtime=/usr/share/zoneinfo/Asia/Tokyo", "mount=/usr/share/zoneinfo/Asia/Tokyo"])
         #expect(InitProtocol.workspaceRecord(.overlay) == "workspace=overlay")
         #expect(InitProtocol.workspaceRecord(.readWrite) == "workspace=bind")
     }
@@ -114,11 +146,19 @@ struct InitProtocolTests {
         let settings = InitProtocol.sysctls(limits, tcpMemory: host)
         #expect(settings.contains("user/max_user_namespaces 0"))
         #expect(settings.contains("user/max_inotify_instances 128"))
+        #expect(settings.contains("net/ipv4/ip_unprivileged_port_start 0"))
         // 64 MiB / 64 = 1 MiB ceiling; min and default stay under it.
         #expect(settings.contains("net/ipv4/tcp_rmem 4096 131072 \(1 << 20)"))
         #expect(settings.contains("net/ipv4/tcp_wmem 4096 16384 \(1 << 20)"))
         limits.memoryBytes = nil
-        #expect(!InitProtocol.sysctls(limits, tcpMemory: host).contains { $0.hasPrefix("net/") })
+        #expect(!InitProtocol.sysctls(limits, tcpMemory: host).contains { $0.hasPrefix("net/ipv4/tcp_") })
+    }
+
+    @Test("a spawn failure names the missing executable or interpreter init reported")
+    func spawnFailure() {
+        #expect(InitProtocol.spawnFailure(step: "missing interpreter /usr/bin/python3").contains("/usr/bin/python3"))
+        #expect(InitProtocol.spawnFailure(step: "open /opt/tool") == "the guest could not be started: could not open /opt/tool")
+        #expect(InitProtocol.spawnFailure(step: "setrlimit") == "the guest could not be started")
     }
 
     @Test("every event kind decodes, with its request id, pid, step and errno")

@@ -147,6 +147,20 @@ struct BenchmarksDocument {
                 """)
             parts.append(Format.markdownTable(header: Format.rootHeader, rows: comparison.rootRows))
         }
+        if !comparison.fileRows.isEmpty {
+            parts.append(
+                """
+
+                ## Whole files
+
+                One sandbox; at each size the guest writes a file of that many bytes into `/workspace`, then each
+                round times `readFile` of it, a collected `fetch` of it from a guest server (`fs.createReadStream`
+                piped to the response), and the guest's own `fs.readFileSync` of it (timed inside the guest).
+                Medians of \(options.fileRounds) rounds. Linear time means the MiB/s columns stay flat as the size grows.
+
+                """)
+            parts.append(Format.markdownTable(header: FileTransferRow.header, rows: comparison.fileRows.map(\.cells)))
+        }
         parts.append("\n## Goals (issue 5)\n")
         for goal in comparison.goals {
             let verdict = goal.holds == true ? "**holds**" : goal.holds == false ? "**missed**" : "n/a"

@@ -22,11 +22,14 @@ struct Options {
     var otherSandboxes = 50
     var churnCycles = 1000
     var otherChurnCycles = 100
+    /// File sizes moved by the `files` workload (readFile and a collected fetch), and its rounds per size.
+    var fileSizes = [1 << 20, 16 << 20, 64 << 20, 256 << 20]
+    var fileRounds = 7
     var output: String?
-    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots.
+    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots, files.
     var only: Set<String>?
 
-    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots"]
+    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots", "files"]
 
     static func parse(_ arguments: [String]) throws -> Options {
         var options = Options()
@@ -47,6 +50,13 @@ struct Options {
             case "--sandboxes": options.sandboxes = try count(argument)
             case "--churn": options.churnCycles = try count(argument)
             case "--output": options.output = try value(argument)
+            case "--file-sizes":
+                let text = try value(argument)
+                let sizes = text.split(separator: ",").compactMap { Int($0) }
+                guard !sizes.isEmpty, sizes.count == text.split(separator: ",").count, sizes.allSatisfy({ (1...4096).contains($0) })
+                else { throw BenchmarkFailure("--file-sizes needs MiB counts 1-4096 separated by commas, got \(text)") }
+                options.fileSizes = sizes.map { $0 << 20 }
+            case "--file-rounds": options.fileRounds = try count(argument)
             case "--only":
                 let names = Set(try value(argument).split(separator: ",").map(String.init))
                 let unknown = names.subtracting(workloads)
@@ -55,10 +65,12 @@ struct Options {
             case "--help", "-h":
                 print(
                     """
-                    usage: secure-exec-compare [--smoke] [--rounds N] [--sandboxes N] [--churn N] [--output FILE] [--only \(workloads.joined(separator: ","))]
+                    usage: secure-exec-compare [--smoke] [--rounds N] [--sandboxes N] [--churn N] [--file-sizes MiB,...] [--file-rounds N]
+                                             [--output FILE] [--only \(workloads.joined(separator: ","))]
                       Runs each workload as bare node, under bwrap and in SecureExec, alternated, and
                       writes the medians to BENCHMARKS.md (not with --smoke or --only).
                       --smoke  one iteration of every workload, nothing written; exits non-zero on any failure.
+                      --file-sizes  the sizes the files workload moves, in MiB (default 1,16,64,256).
                     """)
                 exit(0)
             default: throw BenchmarkFailure("unknown argument \(argument) (try --help)")
@@ -74,6 +86,8 @@ struct Options {
             options.otherSandboxes = 2
             options.churnCycles = 3
             options.otherChurnCycles = 2
+            options.fileSizes = [64 << 10]
+            options.fileRounds = 1
         }
         return options
     }
@@ -99,6 +113,8 @@ final class Comparison {
     var projectRows: [[String]] = []
     /// The root images side by side: (what, .standard ms, .minimal ms, difference).
     var rootRows: [[String]] = []
+    /// Whole files moved between host and sandbox, one row per size.
+    var fileRows: [FileTransferRow] = []
     var goals: [GoalOutcome] = []
     var notes: [String] = []
 

@@ -49,6 +49,11 @@ enum Format {
         return String(format: "%.\(digits)f", value)
     }
 
+    /// "64 KiB", "16 MiB".
+    static func size(_ bytes: Int) -> String {
+        bytes >= 1 << 20 && bytes % (1 << 20) == 0 ? "\(bytes >> 20) MiB" : bytes >= 1 << 10 ? "\(bytes >> 10) KiB" : "\(bytes) B"
+    }
+
     static func ratio(_ value: Double?) -> String {
         guard let value, value.isFinite else { return "n/a" }
         return String(format: "%.2f×", value)

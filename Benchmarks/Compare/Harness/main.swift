@@ -62,6 +62,7 @@ let steps: [(String, () async throws -> Void)] = [
     ("churn", comparison.churn),
     ("project", comparison.projectStart),
     ("roots", comparison.roots),
+    ("files", comparison.fileTransfers),
 ]
 for (name, step) in steps where options.runs(name) {
     let started = monotonicNanos()
@@ -99,6 +100,10 @@ if !comparison.projectRows.isEmpty {
 if !comparison.rootRows.isEmpty {
     print("\nRoot images: .standard vs .minimal (medians, ms)")
     print(Format.textTable(header: Format.rootHeader, rows: comparison.rootRows))
+}
+if !comparison.fileRows.isEmpty {
+    print("\nWhole files between host and sandbox (medians of \(options.fileRounds) rounds)")
+    print(Format.textTable(header: FileTransferRow.header, rows: comparison.fileRows.map(\.cells)))
 }
 print(options.smoke ? "\nGoals (one iteration each: not a measurement)" : "\nGoals")
 for goal in comparison.goals {

@@ -31,9 +31,23 @@ enum se_request_type {
     SE_REQ_SIGNAL_ALL = 4,
     /* A file operation as the guest. Records: op=read|write|list|remove|mkdir,
      * path=<guest path>. fds: [data socket] (read/list: init's child writes
-     * into it; write: it reads from it until EOF). */
+     * the bytes into it until EOF; write: it reads frames from it, below). */
     SE_REQ_FILE = 5,
 };
+
+/*
+ * The data of op=write: frames, each a 4-byte little-endian length and that
+ * many bytes of the file (1 to SE_WRITE_FRAME_MAX), ended by a frame of
+ * length 0 that commits. The helper writes into a new temporary file in the
+ * target's directory (SE_WRITE_TEMP_PREFIX and random letters, O_EXCL) and
+ * renames it over the target only on the commit frame. The socket's EOF, or
+ * a broken frame, before the commit abandons the write: the temporary file
+ * is removed, the old file is left as it was, and the answer is ECANCELED.
+ * So a supervisor whose data source failed just closes the socket; nothing
+ * it sent can replace the file, and neither can its crash or a timeout.
+ */
+#define SE_WRITE_FRAME_MAX (1u << 30)
+#define SE_WRITE_TEMP_PREFIX ".secure-exec-write-"
 
 /*
  * Record keys, the one definition both sides use (Swift imports these as
@@ -54,6 +68,7 @@ enum se_request_type {
 #define SE_KEY_MOUNT "mount"               /* each: a guest path; claims the next descriptor */
 #define SE_KEY_ROOT "root"                 /* "directory": the root's read-only base; claims the next descriptor */
 #define SE_KEY_SYMLINK "symlink"           /* each: "<guest path> <target>", made in the root before it goes read-only */
+#define SE_KEY_LOCALTIME "localtime"       /* /etc/localtime's target: the host zone's file (a mount= path or the root's own) */
 /* SE_REQ_SPAWN */
 #define SE_KEY_EXE "exe"       /* the guest path of the program (node, a shell, any executable) */
 #define SE_KEY_CWD "cwd"       /* its working directory */

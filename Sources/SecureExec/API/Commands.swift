@@ -126,26 +126,30 @@ extension NodeRuntime {
         }
     }
 
-    /// Init's answer to a failed start, said in terms of the program.
+    /// Init's answer to a failed start, said in terms of the program. Init
+    /// names the path in the step: "open <path>" when the program could not
+    /// be opened, "missing interpreter <path>" when the program a `#!` line
+    /// or an ELF loader entry asks for does not exist (`InitProtocol.spawnFailure`).
     private func explained(_ error: SecureExecError, executable path: String) -> SecureExecError {
         guard error.code == .spawnFailed, let step = error.step, let code = error.errno else { return error }
         let what = path == Self.shell ? "the shell \(path)" : path
+        let missingInterpreter = "missing interpreter "
         let why: String
-        if step.hasPrefix("interpreter ") {
-            let interpreter = step.dropFirst("interpreter ".count)
-            why = "\(what) is a script for \(interpreter), which does not exist in the sandbox's root (\(root.name))"
-        } else if step == "open executable" && code == ENOENT && path == Self.shell {
+        if step.hasPrefix(missingInterpreter) {
+            let interpreter = step.dropFirst(missingInterpreter.count)
+            why = "\(what) asks for the interpreter \(interpreter) (its #! line or ELF loader), which does not exist in the sandbox's root (\(root.name))"
+        } else if step.hasPrefix("open /") && code == ENOENT && path == Self.shell {
             why = "the \(root.name) root has no shell: \(path) does not exist"
-        } else if step == "open executable" && code == ENOENT {
+        } else if step.hasPrefix("open /") && code == ENOENT {
             why = "\(path) does not exist in the sandbox"
-        } else if step == "open executable" {
+        } else if step.hasPrefix("open /") {
             why = "\(path) cannot be opened by the guest: \(String(cString: strerror(code)))"
         } else if step == "execveat" && code == EACCES {
             why = "\(what) is not executable by the guest, or lies on a noexec mount (/tmp, an empty /workspace)"
         } else if step == "execveat" && code == ENOEXEC {
             why = "\(what) is not a program this kernel can run"
         } else if step == "execveat" && code == ENOENT {
-            why = "\(what) needs an ELF interpreter (dynamic loader) that the sandbox's root does not have"
+            why = "\(what) needs an interpreter or loader that the sandbox's root does not have (not named: the file is unreadable to the guest, or what it asks for needs another that is missing)"
         } else {
             return error
         }

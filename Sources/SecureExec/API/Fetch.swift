@@ -95,10 +95,7 @@ extension NodeRuntime {
         _ port: Int, path: String = "/", method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8]? = nil,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(30), maxBodyBytes: Int = 64 << 20
     ) async throws(SecureExecError) -> FetchResponse {
-        guard maxBodyBytes >= 0 else {
-            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative", step: "fetch")
-        }
-        return try await collect(
+        try await collect(
             port: port, path: path, method: method, headers: headers, body: body.map { .bytes($0) } ?? .none,
             connectTimeout: connectTimeout, timeout: timeout, maxBodyBytes: maxBodyBytes)
     }
@@ -120,8 +117,10 @@ extension NodeRuntime {
     ///
     /// The overall `timeout` defaults to 300 s, for large uploads; otherwise as
     /// `fetch(_:path:method:headers:body:connectTimeout:timeout:maxBodyBytes:)`.
-    /// - Throws: as that `fetch`; if the sequence throws, the request fails and
-    ///   its connection is closed.
+    /// If the sequence throws, the error is its own (a `SecureExecError` as
+    /// thrown, any other as `underlyingError` of an `.ioFailed`) and the
+    /// connection is closed.
+    /// - Throws: as that `fetch`, or the sequence's error as above.
     public func fetch<Chunks: AsyncSequence & Sendable>(
         _ port: Int, path: String = "/", method: String, headers: [HTTPHeader] = [], bodyStream: Chunks,
         connectTimeout: Duration = .seconds(10), timeout: Duration = .seconds(300), maxBodyBytes: Int = 64 << 20
@@ -167,19 +166,27 @@ extension NodeRuntime {
         port: Int, path: String, method: String, headers: [HTTPHeader], body: GuestRequestBody,
         connectTimeout: Duration, timeout: Duration, maxBodyBytes: Int
     ) async throws(SecureExecError) -> FetchResponse {
+        // Here, so that every collecting overload (the streamed upload's too) checks it.
+        guard maxBodyBytes >= 0 else {
+            throw SecureExecError(.invalidArgument, "maxBodyBytes must not be negative, got \(maxBodyBytes)", step: "fetch")
+        }
         do {
             return try await exchange(
                 port: port, path: path, method: method, headers: headers, body: body, connectTimeout: connectTimeout,
                 timeout: timeout
             ) { response in
                 var collected: [UInt8] = []
+                // The announced length, up to the cap, at once; without one the array grows geometrically.
+                if let length = response.headers.first(where: { $0.0.lowercased() == "content-length" }).flatMap({ Int($0.1) }) {
+                    collected.reserveCapacity(max(0, min(length, maxBodyBytes)))
+                }
                 for try await chunk in response.body {
                     guard collected.count + chunk.count <= maxBodyBytes else {
                         throw SecureExecError(
                             .responseTooLarge, "the response body is larger than maxBodyBytes (\(maxBodyBytes))",
                             step: "fetch")
                     }
-                    collected += chunk
+                    collected.append(contentsOf: chunk)
                 }
                 return FetchResponse(
                     status: response.status, reason: response.reason,

@@ -47,8 +47,11 @@ extension NodeRuntime {
     /// only as fast as the sandbox takes it). Past the area's size limit it
     /// fails with `.ioFailed` and errno ENOSPC; the runtime stays usable.
     ///
-    /// - Throws: as `writeFile(_:_:)`; if the sequence throws, the write fails
-    ///   with its error if it is a `SecureExecError`, else `.ioFailed`.
+    /// All or nothing: the file is replaced only once every chunk arrived.
+    /// If `chunks` throws, the old file is left as it was and the error is
+    /// the sequence's own (a `SecureExecError` as thrown, any other as
+    /// `underlyingError` of an `.ioFailed`).
+    /// - Throws: as `writeFile(_:_:)`, or the sequence's error as above.
     public func writeFile<Chunks: AsyncSequence & Sendable>(_ path: String, contentsOf chunks: Chunks)
         async throws(SecureExecError) where Chunks.Element == [UInt8]
     {

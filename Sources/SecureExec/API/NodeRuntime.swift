@@ -79,7 +79,8 @@ public final class NodeRuntime: Sendable {
     ///     for `.standard` and `.minimal` only (the other images bring their own).
     ///   - logger: where SecureExec logs (it never bootstraps logging itself).
     /// - Throws: `.unsupportedHost` (not root, node or init missing, or what the root image
-    ///   needs missing: busybox or npm for `.standard`), `.sandboxSetupFailed`
+    ///   needs missing: busybox or npm for `.standard`; a `SECURE_EXEC_INIT`, `_ROOTFS`,
+    ///   `_NODE` or `_BUSYBOX` variable naming a path that is not there), `.sandboxSetupFailed`
     ///   naming the step and errno, `.invalidArgument` for bad limits and for a host path that
     ///   is missing, passes through a symlink or sits on a filesystem that cannot be idmapped.
     ///   `.invalidArgument` also for a limit out of range (see `Limits.init`), more than
@@ -107,33 +108,7 @@ public final class NodeRuntime: Sendable {
                 .invalidArgument, "at most \(Self.maxMounts) mounts, with guest paths of 16 KiB in all", step: "validate mount")
         }
         let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
-        guard limits.workspaceBytes >= 1 << 20, limits.tmpBytes >= 1 << 20 else {
-            throw SecureExecError(.invalidArgument, "workspace and /tmp must be at least 1 MiB", step: "limits")
-        }
-        guard limits.terminationGrace >= .zero else {
-            throw SecureExecError(.invalidArgument, "terminationGrace must not be negative", step: "limits")
-        }
-        if let memory = limits.memoryBytes, memory < 16 << 20 {
-            throw SecureExecError(.invalidArgument, "memoryBytes must be at least 16 MiB (node needs more to start)", step: "limits")
-        }
-        if let processes = limits.maxProcesses, processes < 16 {
-            throw SecureExecError(.invalidArgument, "maxProcesses must be at least 16 (node runs about 10 threads)", step: "limits")
-        }
-        if let cpu = limits.cpuTimePerProcess, cpu < .seconds(1) {
-            throw SecureExecError(.invalidArgument, "cpuTimePerProcess must be at least 1 second", step: "limits")
-        }
-        guard limits.openFilesPerProcess >= 32, limits.outputBytesPerStream >= 0 else {
-            throw SecureExecError(
-                .invalidArgument, "openFilesPerProcess must be at least 32 and outputBytesPerStream not negative",
-                step: "limits")
-        }
-        guard (1...1 << 20).contains(limits.inotifyInstances), (1...1 << 24).contains(limits.inotifyWatches) else {
-            throw SecureExecError(
-                .invalidArgument, "inotifyInstances must be 1...1048576 and inotifyWatches 1...16777216", step: "limits")
-        }
-        guard limits.fileOperationTimeout > .zero else {
-            throw SecureExecError(.invalidArgument, "fileOperationTimeout must be positive", step: "limits")
-        }
+        try limits.validate(within: .current())
         let configuration = SandboxConfiguration(
             root: root, permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node,
             logger: logger)

@@ -180,8 +180,22 @@ final class GuestConnection: Sendable {
             case .bytes(let bytes):
                 if !bytes.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: bytes)))) }
             case .stream(let produce):
-                try await produce { chunk in
-                    if !chunk.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk)))) }
+                do {
+                    try await produce { chunk in
+                        do {
+                            if !chunk.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk)))) }
+                        } catch {
+                            throw BodyWriteFailure(error: error)
+                        }
+                    }
+                } catch let failure as BodyWriteFailure {
+                    throw failure.error
+                } catch {
+                    // The caller's body stream threw: its error is the answer, not the connection's.
+                    throw BodySourceFailure(
+                        error: error as? SecureExecError
+                            ?? SecureExecError(
+                                .ioFailed, "the request body stream failed: \(error)", step: "fetch", underlyingError: error))
                 }
             }
             try await outbound.write(.end(nil))
@@ -218,7 +232,9 @@ final class GuestConnection: Sendable {
                 }
             }
         } catch {
-            if !exchange.isAborted {
+            if let failure = error as? BodySourceFailure {
+                exchange.abort(failure.error)
+            } else if !exchange.isAborted {
                 if !sawHead && exchange.reused {
                     exchange.abort(SecureExecError(.protocolError, "\(error)", step: GuestExchange.staleStep))
                 } else {
@@ -227,6 +243,16 @@ final class GuestConnection: Sendable {
             }
             return (false, false)
         }
+    }
+
+    /// Writing a streamed body's chunk failed (the connection's side).
+    private struct BodyWriteFailure: Error {
+        let error: any Error
+    }
+
+    /// A streamed body's source threw (the caller's side).
+    private struct BodySourceFailure: Error {
+        let error: SecureExecError
     }
 
     static func map(_ error: any Error) -> SecureExecError {

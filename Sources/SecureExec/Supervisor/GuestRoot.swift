@@ -37,12 +37,17 @@ struct GuestRoot: Sendable {
     ///   usable root or a `node` given with `.host` or `.directory`.
     static func assemble(_ image: RootImage, node explicitNode: String?) throws(SecureExecError) -> GuestRoot {
         switch image {
+        // Native addons: node's own roots show the host's library
+        // directories read-only (HostLibraryView); .host shows the host's
+        // whole /usr already, and a .directory's libraries are its own.
         case .minimal:
             let node = try RuntimeAssets.locateNode(explicitNode)
-            return GuestRoot(binds: try RuntimeBinds.mounts(node: node), symlinks: [], base: nil)
+            return GuestRoot(binds: HostLibraryView.merged(into: try RuntimeBinds.mounts(node: node)), symlinks: [], base: nil)
         case .standard:
             let node = try RuntimeAssets.locateNode(explicitNode)
-            return try standard(node: node)
+            var root = try standard(node: node)
+            root.binds = HostLibraryView.merged(into: root.binds)
+            return root
         case .host:
             try refuseNode(explicitNode, image: ".host", source: "the host's /usr/bin/node")
             return try host()
@@ -105,10 +110,17 @@ struct GuestRoot: Sendable {
     /// Where npm lives in the guest: where node's prefix puts it, as on the host.
     static let npmGuestPath = "/usr/lib/node_modules/npm"
 
-    /// The first executable of `candidates`.
+    /// `SECURE_EXEC_BUSYBOX` when it is set (`.unsupportedHost` naming it
+    /// when it names no executable file, never skipped), else the first
+    /// executable of `candidates`.
     static func locateBusybox(
-        candidates: [String] = [ProcessInfo.processInfo.environment["SECURE_EXEC_BUSYBOX"]].compactMap { $0 } + busyboxCandidates
+        environment: [String: String] = ProcessInfo.processInfo.environment, candidates: [String] = busyboxCandidates
     ) throws(SecureExecError) -> String {
+        if let chosen = try RuntimeAssets.chosen(
+            "SECURE_EXEC_BUSYBOX", in: environment, executable: true, what: "busybox for the .standard root")
+        {
+            return chosen
+        }
         for candidate in candidates where access(candidate, X_OK) == 0 { return candidate }
         throw SecureExecError(
             .unsupportedHost,
@@ -170,6 +182,44 @@ struct GuestRoot: Sendable {
             binds.append(HostMount(hostPath: realPath("/etc/" + name), guestPath: "/etc/" + name, attributes: .runtime))
         }
         return GuestRoot(binds: binds + RuntimeBinds.deviceMounts(), symlinks: symlinks, base: nil)
+    }
+
+    // MARK: - The host's time zone
+
+    /// The host's time zone (`RuntimeBinds.timeZone`) as this root shows it:
+    /// the zone `file` to bind and where the guest's `/etc/localtime` links.
+    /// The file is not bound where the root already shows that very file at
+    /// that path (`.host`, whose `/usr` is the host's). A `.directory` root
+    /// keeps its own zone data: its `/etc/localtime` links to the host's
+    /// zone when it has that zone's file, and is its own otherwise (nothing
+    /// is bound into an operator's tree). Nil when the host has no zone, or
+    /// a caller's mount covers the zone file or `/etc/localtime`.
+    func timeZone(
+        besides callerMounts: [HostMount], hostLink: String = "/etc/localtime"
+    ) -> (file: HostMount?, link: String?)? {
+        guard let zone = RuntimeBinds.timeZone(hostLink: hostLink, besides: callerMounts),
+            !callerMounts.contains(where: { GuestPath.isInside("/etc/localtime", area: $0.guestPath) })
+        else { return nil }
+        if let base {
+            guard let link = zone.link, Self.directory(base.hostPath, holdsFile: link) else { return nil }
+            return (nil, link)
+        }
+        if HostLibraryView.hostFile(atGuestPath: zone.mount.guestPath, view: binds) == zone.mount.hostPath {
+            return (nil, zone.link)
+        }
+        return (zone.mount, zone.link)
+    }
+
+    /// Whether the operator's root at `root` has a regular file at the guest
+    /// path `path` (symlinks in it resolved within it, as its guest sees them).
+    static func directory(_ root: String, holdsFile path: String) -> Bool {
+        guard let fd = try? HostMount.openSource(root, role: "root directory") else { return false }
+        defer { SystemCall.close(fd) }
+        let file = se_open_in_root(fd, String(path.drop { $0 == "/" }))
+        guard file >= 0 else { return false }
+        defer { SystemCall.close(file) }
+        var info = stat()
+        return fstat(file, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
     }
 
     // MARK: - .directory

@@ -154,7 +154,7 @@ final class InitConnection: Sendable {
         case .spawned(let request, let pid):
             answer(request, .success(.spawned(pid: pid)))
         case .spawnFailed(let request, let step, let errno):
-            answer(request, .failure(SystemCall.failure(.spawnFailed, "the guest could not be started", step: step, errno: errno)))
+            answer(request, .failure(SystemCall.failure(.spawnFailed, InitProtocol.spawnFailure(step: step), step: step, errno: errno)))
         case .fileDone(let request, let errno):
             answer(request, .success(.fileDone(errno: errno)))
         case .requestFailed(let request, let step, let errno):

@@ -41,8 +41,11 @@ enum InitProtocol {
 
     /// The first request: how init builds the sandbox. Mount records come
     /// last, one per detached mount descriptor, in the descriptors' order.
+    /// `localtime` is where the guest's /etc/localtime links to (the host
+    /// zone's file: one of the mounts, or the root's own), if anywhere.
     static func configRecords(
-        _ configuration: SandboxConfiguration, writableAreas: [String], mounts: [String], tcpMemory: TCPMemory?
+        _ configuration: SandboxConfiguration, writableAreas: [String], mounts: [String], tcpMemory: TCPMemory?,
+        localtime: String? = nil
     ) -> [String] {
         let limits = configuration.limits
         var records = [
@@ -58,6 +61,7 @@ enum InitProtocol {
         records += sysctls(limits, tcpMemory: tcpMemory).map { record(SE_KEY_SYSCTL, $0) }
         // A file helper still running when the supervisor gave up ends itself.
         records.append(record(SE_KEY_FILE_TIMEOUT, wholeSeconds(limits.fileOperationTimeout, within: 1...(86400 * 366))))
+        if let localtime { records.append(record(SE_KEY_LOCALTIME, localtime)) }
         return records + mounts
     }
 
@@ -101,6 +105,9 @@ enum InitProtocol {
         var settings = [
             "user/max_inotify_instances \(limits.inotifyInstances)",
             "user/max_inotify_watches \(limits.inotifyWatches)",
+            // Any port may be bound in the sandbox's own network namespace
+            // (port 80 as on a developer's machine); it reaches nothing else.
+            "net/ipv4/ip_unprivileged_port_start 0",
         ]
         // Guests never make namespaces (seccomp refuses); make the count say so too.
         for kind in ["user", "mnt", "net", "pid", "ipc", "uts", "cgroup", "time"] {
@@ -128,14 +135,26 @@ enum InitProtocol {
             record(SE_KEY_EXE, executable), record(SE_KEY_CWD, request.workingDirectory),
             record(SE_KEY_ARG, request.executable ?? "node"),
         ]
+        let runsEntry = entry != nil || request.entryFile != nil
+        // Without an entry, the arguments are node's own options. The heap
+        // limit is node's alone: another program's arguments stay as they are.
+        let heap =
+            request.executable != nil
+            ? []
+            : heapLimitOptions(
+                limits, nodeOptions: request.nodeOptions + (runsEntry ? [] : request.arguments),
+                environment: request.environment)
         // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
+        let options = ["--experimental-detect-module"] + heap + request.nodeOptions
         if request.executable != nil {
             // Another program: its arguments as they are.
         } else if let entry {
             records.append(record(SE_KEY_ENTRY, entry))
-            records += (["--experimental-detect-module"] + request.nodeOptions + [entry]).map { record(SE_KEY_ARG, $0) }
+            records += (options + [entry]).map { record(SE_KEY_ARG, $0) }
         } else if let file = request.entryFile {
-            records += (["--experimental-detect-module"] + request.nodeOptions + [file]).map { record(SE_KEY_ARG, $0) }
+            records += (options + [file]).map { record(SE_KEY_ARG, $0) }
+        } else {
+            records += heap.map { record(SE_KEY_ARG, $0) }
         }
         records += request.arguments.map { record(SE_KEY_ARG, $0) }
         let openFiles = limits.openFilesPerProcess
@@ -151,6 +170,21 @@ enum InitProtocol {
         environment.merge(request.environment) { _, caller in caller }
         records += environment.sorted { $0.key < $1.key }.map { record(SE_KEY_ENV, "\($0.key)=\($0.value)") }
         return records
+    }
+
+    /// V8's old-space limit at three quarters of the memory limit, so a heap
+    /// that outgrows it ends in node's "JavaScript heap out of memory" error
+    /// rather than a kill by the kernel, while a program may still use most
+    /// of the limit (node's own default, sized from the constrained memory it
+    /// reads in the cgroup view, is half of it but at least 256 MiB: past a
+    /// small limit). None without a memory limit, or when the caller set one
+    /// in node's options or `NODE_OPTIONS`.
+    static func heapLimitOptions(_ limits: Limits, nodeOptions: [String], environment: [String: String]) -> [String] {
+        guard let memory = limits.memoryBytes else { return [] }
+        let names = ["--max-old-space-size", "--max_old_space_size"]
+        let given = nodeOptions + (environment["NODE_OPTIONS"].map { [$0] } ?? [])
+        if given.contains(where: { option in names.contains { option.contains($0) } }) { return [] }
+        return ["--max-old-space-size=\(max(1, (memory / 4 * 3) >> 20))"]
     }
 
     /// Where init writes the code of spawn request `id`: in the workspace,
@@ -176,6 +210,20 @@ enum InitProtocol {
     }
 
     // MARK: - Events
+
+    /// What a spawn that failed at `step` says: the path it names when there
+    /// is one (init reports "open <executable>" and "missing interpreter
+    /// <path>", the program a `#!` line or an ELF loader entry asks for).
+    static func spawnFailure(step: String) -> String {
+        let interpreter = "missing interpreter "
+        if step.hasPrefix(interpreter) {
+            return "the guest could not be started: the interpreter its executable names, \(step.dropFirst(interpreter.count)), is missing"
+        }
+        if step.hasPrefix("open /") {
+            return "the guest could not be started: could not open \(step.dropFirst(5))"
+        }
+        return "the guest could not be started"
+    }
 
     /// One event from init, decoded.
     enum Event: Sendable, Equatable {

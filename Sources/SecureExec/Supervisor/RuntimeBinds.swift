@@ -35,6 +35,35 @@ enum RuntimeBinds {
         }
     }
 
+    /// The host's time zone as the guest sees it: the zone file bound read-only
+    /// where the host keeps it (below a `zoneinfo` directory) with the guest's
+    /// /etc/localtime linked to it, as on the host, since ICU (node's `Date`
+    /// and `Intl`) takes the zone's name from that link and glibc reads the
+    /// file. A host /etc/localtime that is a file of its own is bound as it
+    /// is (no name, so ICU may fall back to an offset); no /etc/localtime, no
+    /// zone: UTC. A `TZ` given to a guest wins over all of it. Left out when
+    /// one of the caller's mounts covers where it would go.
+    static func timeZone(hostLink: String = "/etc/localtime", besides callerMounts: [HostMount] = [])
+        -> (mount: HostMount, link: String?)?
+    {
+        var info = stat()
+        guard lstat(hostLink, &info) == 0 else { return nil }
+        let file = realPath(hostLink)
+        var zone: (mount: HostMount, link: String?)
+        if (info.st_mode & S_IFMT) == S_IFLNK, let marker = file.range(of: "/zoneinfo/"),
+            GuestPath.isNormalizedAbsolute("/" + file[marker.upperBound...])
+        {
+            let guestPath = "/usr/share/zoneinfo/" + file[marker.upperBound...]
+            zone = (HostMount(hostPath: file, guestPath: guestPath, attributes: .runtime), guestPath)
+        } else {
+            zone = (HostMount(hostPath: file, guestPath: "/etc/localtime", attributes: .runtime), nil)
+        }
+        guard FileManager.default.fileExists(atPath: file),
+            !callerMounts.contains(where: { GuestPath.isInside(zone.mount.guestPath, area: $0.guestPath) })
+        else { return nil }
+        return zone
+    }
+
     private static func realPath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }

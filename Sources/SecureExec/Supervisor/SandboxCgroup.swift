@@ -113,6 +113,29 @@ package final class SandboxCgroup: Sendable {
         }
     }
 
+    /// The guest's read-only views of the sandbox's own cgroups, where libuv
+    /// (`process.constrainedMemory()`, V8's default heap size) and other
+    /// runtimes read their limits: `/sys/fs/cgroup/<controller>` for a v1
+    /// hierarchy, `/sys/fs/cgroup` for v2 (`/sys/fs/cgroup/unified` beside v1
+    /// ones, as hybrid hosts lay it out). Init roots its cgroup namespace at
+    /// these cgroups, so the guest's /proc/self/cgroup says "/" for them.
+    /// Nothing above or beside them is shown, and nothing in them is writable.
+    package var guestViews: [HostMount] {
+        let attributes: HostMount.Attributes = [.readOnly, .noSetuid, .noDevices, .noExec]
+        var views: [HostMount] = []
+        var shown: Set<String> = []
+        for controller in [Controller.memory, .pids] {
+            guard let directory = directories[controller], directory.version == 1, shown.insert(directory.path).inserted
+            else { continue }
+            views.append(HostMount(hostPath: directory.path, guestPath: "/sys/fs/cgroup/\(controller.rawValue)", attributes: attributes))
+        }
+        if let unifiedPath {
+            let guestPath = views.isEmpty ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified"
+            views.append(HostMount(hostPath: unifiedPath, guestPath: guestPath, attributes: attributes))
+        }
+        return views
+    }
+
     /// The v2 cgroup directory to clone init into, if the sandbox uses v2.
     package var cloneTarget: String? { unifiedPath }
 

@@ -28,6 +28,9 @@ extension Sandbox {
 
     /// Reads a whole file (at most `maxBytes`).
     package func readFile(_ path: String, maxBytes: Int) async throws(SecureExecError) -> [UInt8] {
+        guard maxBytes >= 0 else {
+            throw SecureExecError(.invalidArgument, "maxBytes must not be negative, got \(maxBytes)", step: "read file")
+        }
         try validateGuestPath(path)
         let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("read", path), step: "read file")
         let bytes = await Self.drain(mine, limit: maxBytes, queue: queue)
@@ -40,33 +43,58 @@ extension Sandbox {
     }
 
     /// Writes a file from chunks, creating parent directories, replacing what was there.
+    ///
+    /// All or nothing: init's helper fills a temporary file beside `path` and
+    /// renames it over `path` only on the commit frame sent after the last
+    /// chunk (se_protocol.h, "The data of op=write"). When the source throws,
+    /// no commit is sent, the old file stays as it was, and the source's own
+    /// error is what the caller gets (as `underlyingError` unless it is a
+    /// `SecureExecError` itself).
     package func writeFile(_ path: String, chunks: GuestRequestBody) async throws(SecureExecError) {
         try validateGuestPath(path)
         let (mine, waiter) = try startWithPair(InitProtocol.fileRecords("write", path), step: "write file")
-        var writeError: SecureExecError?
+        var sourceError: SecureExecError?
+        var sendError: SecureExecError?
         do throws(SecureExecError) {
             switch chunks {
             case .none: break
-            case .bytes(let bytes): try await Self.send(bytes, to: mine, queue: queue)
+            case .bytes(let bytes): try await Self.sendFrames(bytes, to: mine, queue: queue)
             case .stream(let produce):
                 do {
-                    try await produce { chunk in try await Self.send(chunk, to: mine, queue: self.queue) }
+                    try await produce { chunk in
+                        do throws(SecureExecError) {
+                            try await Self.sendFrames(chunk, to: mine, queue: self.queue)
+                        } catch {
+                            throw SendFailure(error: error)
+                        }
+                    }
+                } catch let failure as SendFailure {
+                    throw failure.error
                 } catch let error as SecureExecError {
-                    throw error
+                    sourceError = error
                 } catch {
-                    throw SecureExecError(.ioFailed, "the data source failed: \(error)", step: "write file")
+                    sourceError = SecureExecError(
+                        .ioFailed, "the data source failed: \(error)", step: "write file", underlyingError: error)
                 }
             }
+            if sourceError == nil { try await Self.send([0, 0, 0, 0], to: mine, queue: queue) }
         } catch {
-            writeError = error
+            sendError = error
         }
-        // End of data: the writer sees EOF (shutdown, not just close: the
-        // timeout holds a second descriptor of this socket).
+        // End of data: the helper sees EOF (shutdown, not just close: the
+        // timeout holds a second descriptor of this socket). Without the
+        // commit frame before it, it abandons the write.
         shutdown(mine, Int32(SHUT_WR))
         SystemCall.close(mine)
         let result = await waiter()
+        if let sourceError { throw sourceError }
         if result != 0 { throw Self.fileError(result, "writing \(path)") }
-        if let writeError { throw writeError }
+        if let sendError { throw sendError }
+    }
+
+    /// A send that failed inside the caller's source, told apart from the source's own errors.
+    private struct SendFailure: Error {
+        let error: SecureExecError
     }
 
     package func listDirectory(_ path: String) async throws(SecureExecError) -> [DirectoryEntry] {
@@ -148,13 +176,32 @@ extension Sandbox {
     private static func drain(_ fd: Int32, limit: Int, queue: DispatchQueue) async -> [UInt8]? {
         await withCheckedContinuation { continuation in
             let collected = ByteCollector(limit: limit)
+            // One byte past the limit is enough to tell the file is too large (Int.max: no limit).
             _ = StdioPump(
-                fd: fd, queue: queue, limit: limit + 1, onChunk: { collected.append($0) }, onTruncated: {},
-                onEnd: { continuation.resume(returning: collected.result) })
+                fd: fd, queue: queue, limit: limit == .max ? .max : limit + 1, onChunk: { collected.append($0) },
+                onTruncated: {}, onEnd: { continuation.resume(returning: collected.take()) })
         }
     }
 
-    private static func send(_ bytes: [UInt8], to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
+    /// `bytes` as frames of an op=write (se_protocol.h): a little-endian
+    /// length, then the bytes. Nothing for an empty chunk (length 0 commits).
+    private static func sendFrames(_ bytes: [UInt8], to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
+        var start = 0
+        while start < bytes.count {
+            let end = start + min(bytes.count - start, Int(SE_WRITE_FRAME_MAX))
+            let header = withUnsafeBytes(of: UInt32(end - start).littleEndian) { Array($0) }
+            if end - start <= 64 << 10 {
+                // A small chunk goes with its header in one send.
+                try await send(header + bytes[start..<end], to: fd, queue: queue)
+            } else {
+                try await send(header[...], to: fd, queue: queue)
+                try await send(bytes[start..<end], to: fd, queue: queue)
+            }
+            start = end
+        }
+    }
+
+    private static func send(_ bytes: ArraySlice<UInt8>, to fd: Int32, queue: DispatchQueue) async throws(SecureExecError) {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes.withUnsafeBytes { se_send_nonblocking(fd, $0.baseAddress! + offset, UInt($0.count - offset)) }
@@ -186,19 +233,33 @@ extension Sandbox {
 }
 
 /// Bytes gathered by one drain; nil once past the limit.
+///
+/// Each chunk is appended in place: the array grows geometrically, so a
+/// read is linear in the file's size (nothing is reserved up front, so a
+/// small file's array stays small); the bytes are moved out at the end.
 private final class ByteCollector: Sendable {
-    private let state: Mutex<[UInt8]?>
+    private let state = Mutex((bytes: [UInt8](), overflowed: false))
     private let limit: Int
     init(limit: Int) {
         self.limit = limit
-        state = Mutex([])
     }
     func append(_ chunk: [UInt8]) {
-        state.withLock { bytes in
-            guard var current = bytes else { return }
-            current += chunk
-            bytes = current.count > limit ? nil : current
+        state.withLock { state in
+            guard !state.overflowed else { return }
+            guard chunk.count <= limit - state.bytes.count else {
+                state.overflowed = true
+                state.bytes = []
+                return
+            }
+            state.bytes.append(contentsOf: chunk)
         }
     }
-    var result: [UInt8]? { state.withLock { $0 } }
+    /// The bytes (moved out, so the caller holds the only copy), or nil past the limit.
+    func take() -> [UInt8]? {
+        state.withLock { state in
+            if state.overflowed { return nil }
+            defer { state.bytes = [] }
+            return state.bytes
+        }
+    }
 }

@@ -66,7 +66,12 @@ enum SandboxLauncher {
 
     private static func start(_ configuration: SandboxConfiguration, rollback: Rollback) throws(SecureExecError) -> Started {
         let assets = try RuntimeAssets.locateSandboxFiles()
-        let root = try GuestRoot.assemble(configuration.root, node: configuration.node)
+        // The image's files (for .standard and .minimal with the host's
+        // library directories for native addons, HostLibraryView) and the
+        // host's time zone as this root shows it.
+        var root = try GuestRoot.assemble(configuration.root, node: configuration.node)
+        let timeZone = root.timeZone(besides: configuration.mounts)
+        if let zoneFile = timeZone?.file { root.binds.append(zoneFile) }
         try MountRules.checkConflicts(configuration.mounts, runtime: root.guestPaths)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
@@ -102,6 +107,10 @@ enum SandboxLauncher {
                 maxProcesses: limits.maxProcesses ?? Int(Int32.max))
             rollback.add(made.remove)
             cgroup = made
+            for view in made.guestViews {
+                configFDs.append(try view.detach(guestID: guestID))
+                mountRecords.append(InitProtocol.mountRecord(view.guestPath))
+            }
         }
 
         var pair: [Int32] = [-1, -1]
@@ -161,7 +170,8 @@ enum SandboxLauncher {
         let netnsFD = try open("/proc/\(pid)/ns/net", O_RDONLY, step: "open netns")
 
         let records = InitProtocol.configRecords(
-            configuration, writableAreas: configuration.writableAreas, mounts: mountRecords, tcpMemory: .host())
+            configuration, writableAreas: configuration.writableAreas, mounts: mountRecords, tcpMemory: .host(),
+            localtime: timeZone?.link)
         return Started(
             pid: pid, pidfd: pidfd, netnsFD: netnsFD, controlFD: controlFD, lease: lease, cgroup: cgroup,
             configRecords: records, configFDs: configFDs)

@@ -81,17 +81,27 @@ public struct SecureExecError: Error, Sendable, CustomStringConvertible, Equatab
     public let step: String?
     /// The errno the failing syscall returned, when there was one.
     public let errno: Int32?
+    /// The caller's own error, as it was thrown, when that is what failed:
+    /// a body or data stream given to `writeFile(_:contentsOf:)` or `fetch(_:bodyStream:)`.
+    public let underlyingError: (any Error)?
 
     /// An error of kind `code` with its `message`, and the failing `step` and
-    /// `errno` when there were ones.
+    /// `errno` when there were ones, and the caller's own error it wraps.
     ///
     /// SecureExec's own calls make these; a caller may too (a test double, a
     /// wrapper that reports its own failures the same way).
-    public init(_ code: Code, _ message: String, step: String? = nil, errno: Int32? = nil) {
+    public init(_ code: Code, _ message: String, step: String? = nil, errno: Int32? = nil, underlyingError: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.step = step
         self.errno = errno
+        self.underlyingError = underlyingError
+    }
+
+    /// Equal when `code`, `message`, `step` and `errno` are (an underlying
+    /// error need not be `Equatable`; its description is in the message).
+    public static func == (lhs: SecureExecError, rhs: SecureExecError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.step == rhs.step && lhs.errno == rhs.errno
     }
 
     /// `code: message`, then `[step: ...]` and `[errno N: strerror text]` when

@@ -142,6 +142,13 @@ enum SharedLibraryResolver {
         return dir
     }
 
+    /// Every directory ld.so searches by name: those of /etc/ld.so.conf (which it reaches through
+    /// ld.so.cache), then its compiled-in ones; each once, in that order, as written (not realpath'd).
+    static func loaderDirectories() -> [String] {
+        var seen: Set<String> = []
+        return (configuredDirs() + defaultDirs()).filter { seen.insert($0).inserted }
+    }
+
     /// ld.so's compiled-in system dirs, as the union of the Debian (multiarch) and Fedora (lib64) layouts.
     private static func defaultDirs() -> [String] {
         let arch = host.map { ["/lib/\($0.multiarch)", "/usr/lib/\($0.multiarch)"] } ?? []

@@ -29,6 +29,8 @@ struct RootImageTests {
         """
 
     static let skeletonEtc = ["group", "hostname", "hosts", "nsswitch.conf", "os-release", "passwd", "resolv.conf"]
+    /// `/etc/localtime`, the host zone's link, in every image when the host has a zone.
+    static let zoneEtc = RuntimeBinds.timeZone() == nil ? [] : ["localtime"]
 
     func layout(_ root: RootImage) async throws -> Layout {
         let result = try await withRuntime(root: root) { runtime in try await runtime.exec(Self.layoutProbe) }
@@ -39,15 +41,16 @@ struct RootImageTests {
     @Test(".standard holds node, npm, npx and env in /usr/bin, busybox and its tools in /bin, nothing of the host's else")
     func standardLayout() async throws {
         let seen = try await layout(.standard)
-        #expect(seen.root == ["bin", "dev", "etc", "lib", "lib64", "proc", "tmp", "usr", "workspace"])
+        // sys: the read-only view of the sandbox's own cgroups (the default limits make cgroups).
+        #expect(seen.root == ["bin", "dev", "etc", "lib", "lib64", "proc", "sys", "tmp", "usr", "workspace"])
         #expect(seen.usrBin == ["env", "node", "npm", "npx"])
-        #expect(seen.etc == (Self.skeletonEtc + ["ld.so.cache"]).sorted())
+        #expect(seen.etc == (Self.skeletonEtc + Self.zoneEtc + ["ld.so.cache"]).sorted())
     }
 
     @Test(".minimal holds node and its libraries only: no /bin, no shell, no npm")
     func minimalLayout() async throws {
         let seen = try await layout(.minimal)
-        #expect(seen.root == ["dev", "etc", "lib", "lib64", "proc", "tmp", "usr", "workspace"])
+        #expect(seen.root == ["dev", "etc", "lib", "lib64", "proc", "sys", "tmp", "usr", "workspace"])
         #expect(seen.usrBin == ["node"])
     }
 
@@ -116,7 +119,7 @@ struct RootImageTests {
         #expect(lines[0].hasPrefix("git version "), "\(result.summary)")
         #expect(lines[1] == "1", "\(result.summary)")
         let etc = Set(lines[2].split(separator: " ").map(String.init))
-        let allowed = Set(Self.skeletonEtc + GuestRoot.hostEtcFiles.map { String($0.split(separator: "/")[0]) })
+        let allowed = Set(Self.skeletonEtc + Self.zoneEtc + GuestRoot.hostEtcFiles.map { String($0.split(separator: "/")[0]) })
         #expect(etc.isSubset(of: allowed), "host entries in /etc: \(etc.subtracting(allowed))")
         #expect(etc.contains("passwd") && etc.contains("ld.so.cache"))
         let hostBin = try? FileManager.default.destinationOfSymbolicLink(atPath: "/bin")
@@ -196,7 +199,7 @@ struct RootImageTests {
                         .split(separator: "\n")[0]
                     #expect(
                         result.stdoutText
-                            == "the operator's root\nmounted\n\(skeletonFirst)\n/usr/bin/node true\nbin dev etc lib lib64 opt proc tmp usr workspace \n2\n",
+                            == "the operator's root\nmounted\n\(skeletonFirst)\n/usr/bin/node true\nbin dev etc lib lib64 opt proc sys tmp usr workspace \n2\n",
                         "\(result.summary)")
                     try await Self.checkMounts(runtime)
                 }
