@@ -1,12 +1,14 @@
 # SecureExec: `make demo` runs the dev-server example, `make test` the tests.
-# Both install what they need first (Debian packages, as root). zlib1g-dev,
-# node's headers and cc are for the native-addon tests, which compile an addon.
+# Both install what they need first (Debian packages, as root). busybox-static
+# is the .standard root's shell and tools; zlib1g-dev, node's headers and cc
+# are for the native-addon tests, which compile an addon.
 
 SWIFT ?= swift
 PREFIX ?= /usr/local
 DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/seccomp.h ] || echo libseccomp-dev; \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
+	[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || echo busybox-static; \
 	command -v node >/dev/null 2>&1 || echo nodejs; \
 	[ -f /usr/include/zlib.h ] || echo zlib1g-dev; \
 	[ -f /usr/include/node/node_api.h ] || echo libnode-dev; \

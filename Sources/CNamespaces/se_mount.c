@@ -26,6 +26,14 @@ int se_open_no_symlinks(const char *path) {
     return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
 }
 
+int se_open_in_root(int root, const char *path) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+}
+
 int se_detached_mount(int source, uint64_t attributes, int recursive, int idmap_userns, const char **step) {
     unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0);
     SE_CLEANUP_FD int tree = (int)syscall(SYS_open_tree, source, "", flags);

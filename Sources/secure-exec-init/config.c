@@ -122,6 +122,27 @@ static int visit_config(void *context, const char *key, const char *value) {
             return -1;
         }
         config->workspace_fd = config->received_fds[config->received_used++];
+    } else if (strcmp(key, SE_KEY_ROOT) == 0) {
+        /* "directory" claims the next descriptor: the root's base. */
+        if (strcmp(value, "directory") != 0 || config->base_fd >= 0 ||
+            config->received_used >= config->received_count) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->base_fd = config->received_fds[config->received_used++];
+    } else if (strcmp(key, SE_KEY_SYMLINK) == 0) {
+        /* "/bin/sh busybox": an absolute guest path, a space, the target. */
+        const char *space = strchr(value, ' ');
+        if (value[0] != '/' || !space || space[1] == 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        struct root_symlink *grown = realloc(config->symlinks, (config->symlink_count + 1) * sizeof *grown);
+        if (!grown) return -1;
+        config->symlinks = grown;
+        config->symlinks[config->symlink_count].guest_path = strndup(value, (size_t)(space - value));
+        config->symlinks[config->symlink_count].target = strdup(space + 1);
+        config->symlink_count++;
     } else if (strcmp(key, SE_KEY_MOUNT) == 0) {
         /* Each mount record claims the next descriptor after the skeleton's. */
         if (config->received_used >= config->received_count || value[0] != '/') {
@@ -145,6 +166,7 @@ int parse_config(const char *payload, size_t length, int *fds, size_t fd_count, 
                  struct failure *failure) {
     memset(config, 0, sizeof *config);
     config->workspace_fd = -1;
+    config->base_fd = -1;
     config->file_timeout_seconds = 60;
     config->guest_uid = 1000;
     config->guest_gid = 1000;

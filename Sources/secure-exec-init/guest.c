@@ -20,16 +20,25 @@
 
 /*
  * A guest's path from fork to exec, in order:
- *   signals back to default, new session, stdio; open node (a path in the
- *   read-only root, not the guest's to change); resource limits (only
+ *   signals back to default, new session, stdio; resource limits (only
  *   ever lowered); drop the capability bounding set and lock securebits
  *   while we still hold CAP_SETPCAP; switch to the guest uid/gid (which
  *   empties effective and permitted); clear inheritable and ambient; then,
- *   with the guest's own credentials, chdir and write the entry file (a
+ *   with the guest's own credentials, chdir, open the executable (node, a
+ *   shell, any program in the root or a mount: the guest's permissions
+ *   apply, and a missing one fails here, named) and write the entry file (a
  *   planted symlink can only lead where the guest could go anyway);
- *   no_new_privs; seccomp; every fd but 0-2 close-on-exec; execveat node
- *   from fd 3 (the one exec the seccomp filter allows when child processes
- *   are denied).
+ *   no_new_privs; seccomp; every fd but 0-2 close-on-exec; execveat the
+ *   program from fd 3 (the one exec the seccomp filter allows when child
+ *   processes are denied).
+ * execveat answers ENOENT both for a missing file and for a missing
+ * interpreter (a "#!" line's program, an ELF's loader). The file is open by
+ * then, so on ENOENT the interpreter it asks for is read from it and, when
+ * missing, named. A script whose interpreter exists still cannot run from a
+ * close-on-exec descriptor (the interpreter could not open /dev/fd/3), so it
+ * is exec'd by path; that needs child processes allowed, which every
+ * executable but node does (the API's spawnExecutable and spawnCommand
+ * require it).
  * A failure is written to the report pipe as (step index, errno), followed
  * for some steps by the path it concerns: the executable that could not be
  * opened, or the interpreter an executable names that does not exist.
@@ -68,40 +77,41 @@ static void child_fail(int report_fd, int step) { child_fail_path(report_fd, ste
  * "#!" line, or an ELF's loader (PT_INTERP). execve answers ENOENT when that
  * is missing, exactly as when the file itself is, so the file alone would be
  * named. fd is O_PATH: the file is read through /proc/self/fd, as the guest.
- * Returns 0 with the path in out, or -1.
+ * Returns which kind asks (the path in out), or INTERPRETER_NONE.
  */
+enum { INTERPRETER_NONE = -1, INTERPRETER_SCRIPT = 1, INTERPRETER_LOADER = 2 };
 static int requested_interpreter(int fd, char *out, size_t size) {
     char link[32];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     SE_CLEANUP_FD int file = open(link, O_RDONLY | O_CLOEXEC);
-    if (file < 0) return -1;
+    if (file < 0) return INTERPRETER_NONE;
     char head[256]; /* what the kernel reads of a "#!" line (BINPRM_BUF_SIZE) */
     ssize_t got = pread(file, head, sizeof head - 1, 0);
-    if (got < 4) return -1;
+    if (got < 4) return INTERPRETER_NONE;
     head[got] = 0;
     if (head[0] == '#' && head[1] == '!') {
         char *start = head + 2;
         start += strspn(start, " \t");
         size_t length = strcspn(start, " \t\n");
-        if (length == 0 || length >= size) return -1;
+        if (length == 0 || length >= size) return INTERPRETER_NONE;
         memcpy(out, start, length);
         out[length] = 0;
-        return 0;
+        return INTERPRETER_SCRIPT;
     }
     Elf64_Ehdr header;
-    if ((size_t)got < sizeof header || memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64) return -1;
+    if ((size_t)got < sizeof header || memcmp(head, ELFMAG, SELFMAG) != 0 || head[EI_CLASS] != ELFCLASS64) return INTERPRETER_NONE;
     memcpy(&header, head, sizeof header);
     for (unsigned i = 0; i < header.e_phnum; i++) {
         Elf64_Phdr program;
         off_t at = (off_t)(header.e_phoff + (Elf64_Off)i * header.e_phentsize);
-        if (pread(file, &program, sizeof program, at) != (ssize_t)sizeof program) return -1;
+        if (pread(file, &program, sizeof program, at) != (ssize_t)sizeof program) return INTERPRETER_NONE;
         if (program.p_type != PT_INTERP) continue;
-        if (program.p_filesz < 2 || program.p_filesz > size) return -1;
-        if (pread(file, out, program.p_filesz, (off_t)program.p_offset) != (ssize_t)program.p_filesz) return -1;
+        if (program.p_filesz < 2 || program.p_filesz > size) return INTERPRETER_NONE;
+        if (pread(file, out, program.p_filesz, (off_t)program.p_offset) != (ssize_t)program.p_filesz) return INTERPRETER_NONE;
         out[program.p_filesz - 1] = 0;
-        return 0;
+        return INTERPRETER_LOADER;
     }
-    return -1;
+    return INTERPRETER_NONE;
 }
 
 static int write_entry(const char *path, int code_fd) {
@@ -138,8 +148,6 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     for (int fd = 0; fd < 3; fd++) {
         if (dup2(request->stdio[fd], fd) < 0) child_fail(report_fd, STEP_STDIO);
     }
-    int exe = open(request->executable, O_PATH | O_CLOEXEC);
-    if (exe < 0) child_fail_path(report_fd, STEP_OPEN_EXE, request->executable);
     for (size_t i = 0; i < request->rlimit_count; i++) {
         const struct guest_rlimit *limit = &request->rlimits[i];
         struct rlimit value = {.rlim_cur = limit->soft, .rlim_max = limit->hard};
@@ -162,13 +170,15 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, STEP_CAPS);
 
     if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
+    int exe = open(request->executable, O_PATH | O_CLOEXEC);
+    if (exe < 0) child_fail_path(report_fd, STEP_OPEN_EXE, request->executable);
     if (request->entry_path && write_entry(request->entry_path, request->code_fd) != 0)
         child_fail(report_fd, STEP_ENTRY);
 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report_fd, STEP_NNP);
     if (load_guest_filter() != 0) child_fail(report_fd, STEP_SECCOMP);
-    /* Nothing but 0, 1 and 2 may reach node: not the control socket, not the
-     * code memfd, not the report pipe (already close-on-exec). */
+    /* Nothing but 0, 1 and 2 may reach the program: not the control socket,
+     * not the code memfd, not the report pipe (already close-on-exec). */
     if (exe != GUEST_EXEC_FD && dup3(exe, GUEST_EXEC_FD, O_CLOEXEC) < 0) child_fail(report_fd, STEP_OPEN_EXE);
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report_fd, STEP_CLOSE_RANGE);
     syscall(SYS_execveat, GUEST_EXEC_FD, "", request->argv, request->envp, AT_EMPTY_PATH);
@@ -176,12 +186,14 @@ static void guest_child(const struct init_config *config, const struct spawn_req
         /* The file is open, so what is missing is what it asks to run (or,
          * when that exists, what in turn that asks for: not named). */
         char interpreter[REPORT_PATH_MAX];
-        if (requested_interpreter(GUEST_EXEC_FD, interpreter, sizeof interpreter) == 0 &&
-            access(interpreter, F_OK) != 0) {
+        int kind = requested_interpreter(GUEST_EXEC_FD, interpreter, sizeof interpreter);
+        if (kind != INTERPRETER_NONE && access(interpreter, F_OK) != 0) {
             errno = ENOENT;
             child_fail_path(report_fd, STEP_INTERPRETER, interpreter);
         }
-        errno = ENOENT;
+        /* A script whose interpreter exists: by path (see the top). */
+        if (kind == INTERPRETER_SCRIPT) execve(request->executable, request->argv, request->envp);
+        else errno = ENOENT;
     }
     child_fail(report_fd, STEP_EXEC);
 }

@@ -37,7 +37,20 @@ enum workspace_mode {
     WORKSPACE_BIND = 2,
 };
 
+/* A symlink init makes in the guest's root (busybox's applets, npm's commands,
+ * the host's /bin -> usr/bin): both strings come from the supervisor. */
+struct root_symlink {
+    char *guest_path;
+    char *target;
+};
+
 struct init_config {
+    /* The root's read-only base (an operator's root filesystem, a detached
+     * mount from the supervisor), under SecureExec's own layer; -1 when the
+     * root is a plain tmpfs. */
+    int base_fd;
+    struct root_symlink *symlinks;
+    size_t symlink_count;
     enum workspace_mode workspace_mode;
     int workspace_fd; /* the project's detached mount, or -1 */
     unsigned long long workspace_bytes;
@@ -98,7 +111,7 @@ int load_guest_filter(void);
 
 /* guest.c */
 
-/* The fd number a guest's node is exec'd from (execveat AT_EMPTY_PATH). */
+/* The fd number a guest's program is exec'd from (execveat AT_EMPTY_PATH). */
 #define GUEST_EXEC_FD 3
 
 struct guest_rlimit {

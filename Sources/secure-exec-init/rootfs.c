@@ -20,13 +20,18 @@
  *
  *  1. make every mount private: nothing we do may propagate to the host;
  *  2. mount the guest's root tmpfs over /tmp (our private copy of it) and
- *     fill it: the rootfs/ skeleton (copied from a directory descriptor),
+ *     fill it: the rootfs/ skeleton (copied from a directory descriptor)
+ *     and the root image's symlinks (busybox's applets, npm's commands,
+ *     /etc/localtime to the host's zone),
  *     a minimal /dev, a private /proc with its dangerous files masked,
  *     size-limited writable tmpfs for the workspace and /tmp, and every
  *     detached mount the supervisor sent (node, its libraries, the host's
  *     zone file, the device nodes, the read-only view of the sandbox's own
- *     cgroups, the caller's host mounts), attached with move_mount, and
- *     the /etc/localtime link to the zone file;
+ *     cgroups, the caller's host mounts), attached with move_mount. A root
+ *     with a base (an operator's root filesystem) is instead a read-only
+ *     overlay: SecureExec's layer (the skeleton, symlinks and every mount
+ *     point, made first because nothing can be made in it afterwards) over
+ *     the base, both staged in that tmpfs, which the overlay then covers;
  *  3. remount /dev and the guest's root read-only;
  *  4. pivot_root into it and detach the old root, so no host path is left.
  *
@@ -131,6 +136,40 @@ static int attach(int root, int tree, const char *target, const struct init_conf
     if (point < 0) return fail(failure, "create mount point");
     int moved = (int)syscall(SYS_move_mount, tree, "", point, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
     if (moved != 0) return fail(failure, "move_mount");
+    return 0;
+}
+
+/* Makes the symlink `link` below root, creating its missing parent directories. */
+static int make_symlink(int root, const struct root_symlink *link, const struct init_config *config,
+                        struct failure *failure) {
+    const char *slash = strrchr(link->guest_path, '/');
+    const char *name = slash + 1;
+    char parent[PATH_MAX];
+    size_t length = (size_t)(slash - link->guest_path);
+    if (*name == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || length >= sizeof parent) {
+        errno = EINVAL;
+        return fail(failure, "symlink path");
+    }
+    memcpy(parent, link->guest_path, length);
+    parent[length] = 0;
+    SE_CLEANUP_FD int dir = open_mount_point(root, length == 0 ? "/" : parent, 1, config);
+    if (dir < 0) return fail(failure, "create symlink directory");
+    if (symlinkat(link->target, dir, name) != 0) return fail(failure, "symlink in root");
+    return 0;
+}
+
+static int make_symlinks(int root, const struct init_config *config, struct failure *failure) {
+    for (size_t i = 0; i < config->symlink_count; i++) {
+        if (make_symlink(root, &config->symlinks[i], config, failure) != 0) return -1;
+    }
+    /* The host's zone, named the way the host names it: ICU takes the zone's
+     * name from where /etc/localtime links (".../zoneinfo/<name>"), glibc
+     * reads the file there (a mount, or the root's own zoneinfo). Made with
+     * the other links, before the mounts, so a layered root's layer holds it
+     * too (the supervisor sends no zone when a caller's mount covers
+     * /etc/localtime). */
+    if (config->localtime && symlinkat(config->localtime, root, "etc/localtime") != 0)
+        return fail(failure, "symlink /etc/localtime");
     return 0;
 }
 
@@ -332,16 +371,101 @@ static int copy_tree(int source_dir, int dest_dir, struct failure *failure) {
     return result;
 }
 
+/* SecureExec's own top-level directories: the mounts init puts there come
+ * later, over whatever the base holds, so nothing of the base is checked. */
+static int is_own_area(const char *guest_path) {
+    static const char *const areas[] = {"/dev", "/proc", "/tmp", GUEST_ROOT_WORKSPACE};
+    for (size_t i = 0; i < sizeof areas / sizeof *areas; i++) {
+        size_t length = strlen(areas[i]);
+        if (strncmp(guest_path, areas[i], length) == 0 && (guest_path[length] == 0 || guest_path[length] == '/'))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Makes a mount point for guest_path in the layer, so it exists in the
+ * read-only overlay. Where the base already has the path, the layer's
+ * directories merge with it; a symlink (or a file where a directory is
+ * needed) in the base on the way is refused, as everywhere else.
+ */
+static int make_layer_mount_point(int layer, int base, const char *guest_path, int directory,
+                                  const struct init_config *config) {
+    char path[PATH_MAX];
+    size_t length = strlen(guest_path);
+    if (length >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(path, guest_path, length + 1);
+    SE_CLEANUP_FD int in_base = fcntl(base, F_DUPFD_CLOEXEC, 0);
+    if (in_base < 0) return -1;
+    for (char *name = path + 1; *name;) {
+        char *slash = strchr(name, '/');
+        if (slash) *slash = 0;
+        int next = open_component(in_base, name, slash != NULL || directory);
+        if (next < 0 && errno != ENOENT) return -1;
+        se_close_fd_ptr(&in_base);
+        in_base = next;
+        if (next < 0 || !slash) break;
+        name = slash + 1;
+    }
+    SE_CLEANUP_FD int point = open_mount_point(layer, guest_path, directory, config);
+    return point < 0 ? -1 : 0;
+}
+
+/*
+ * The root over a base: a read-only overlay whose upper lower layer is
+ * SecureExec's (skeleton, symlinks, the directories of its own mounts and
+ * a mount point for every other mount) and whose lower one is the base.
+ * Both are staged in the root tmpfs the overlay then covers; overlayfs keeps
+ * private clones of its layers, so pivot_root's detach of the old root takes
+ * the staging away and the guest never sees it.
+ */
+static int build_layered_root(const struct init_config *config, struct failure *failure) {
+    if (mkdir(NEW_ROOT "/.layer", 0755) != 0 || mkdir(NEW_ROOT "/.base", 0755) != 0)
+        return fail(failure, "mkdir root layers");
+    SE_CLEANUP_FD int staging = open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (staging < 0) return fail(failure, "open root staging");
+    int attached = attach(staging, config->base_fd, "/.base", config, failure);
+    close(config->base_fd);
+    if (attached != 0) return -1;
+    SE_CLEANUP_FD int layer = open(NEW_ROOT "/.layer", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    SE_CLEANUP_FD int base = open(NEW_ROOT "/.base", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (layer < 0 || base < 0) return fail(failure, "open root layers");
+    if (copy_tree(config->rootfs_fd, layer, failure) != 0) return -1;
+    if (make_symlinks(layer, config, failure) != 0) return -1;
+    static const char *const own[] = {"dev", "proc", "tmp", &GUEST_ROOT_WORKSPACE[1]};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        if (mkdirat(layer, own[i], 0755) != 0 && errno != EEXIST) return fail(failure, "mkdir in root layer");
+    }
+    for (size_t i = 0; i < config->bind_count; i++) {
+        if (is_own_area(config->binds[i].guest_path)) continue;
+        struct stat info;
+        if (fstat(config->binds[i].fd, &info) != 0) return fail(failure, "stat detached mount");
+        if (make_layer_mount_point(layer, base, config->binds[i].guest_path, S_ISDIR(info.st_mode), config) != 0)
+            return fail(failure, "create mount point in root layer");
+    }
+    /* Two lower layers and no upper: read-only by construction. */
+    if (mount("overlay", NEW_ROOT, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV,
+              "lowerdir=" NEW_ROOT "/.layer:" NEW_ROOT "/.base,userxattr") != 0)
+        return fail(failure, "mount root overlay");
+    return 0;
+}
+
 int build_guest_root(const struct init_config *config, struct failure *failure) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return fail(failure, "make mounts private");
     if (mount("tmpfs", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
         return fail(failure, "mount guest root tmpfs");
 
-    int dest = open(NEW_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dest < 0) return fail(failure, "open guest root");
-    int copied = copy_tree(config->rootfs_fd, dest, failure);
-    close(dest);
-    if (copied != 0) return -1;
+    if (config->base_fd >= 0) {
+        if (build_layered_root(config, failure) != 0) return -1;
+    } else {
+        SE_CLEANUP_FD int dest = open(NEW_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dest < 0) return fail(failure, "open guest root");
+        if (copy_tree(config->rootfs_fd, dest, failure) != 0) return -1;
+        if (make_symlinks(dest, config, failure) != 0) return -1;
+    }
 
     if (build_dev(failure) != 0) return -1;
     int root = open(NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -356,11 +480,6 @@ int build_guest_root(const struct init_config *config, struct failure *failure) 
         built = attach(root, config->binds[i].fd, config->binds[i].guest_path, config, failure);
         close(config->binds[i].fd);
     }
-    /* The host's zone, named the way the host names it: ICU takes the zone's
-     * name from where /etc/localtime links (".../zoneinfo/<name>"), glibc
-     * reads the file there (bound above among the mounts). */
-    if (built == 0 && config->localtime && symlinkat(config->localtime, root, "etc/localtime") != 0)
-        built = fail(failure, "symlink /etc/localtime");
     close(root);
     if (built != 0) return -1;
     if (mount(NULL, NEW_ROOT "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) != 0)

@@ -16,6 +16,8 @@ enum Project {
     /// One script, mounted read-only at /workspace/<its name> (never read on the host).
     case file(path: String)
     case directory(path: String)
+    /// No project: an empty workspace (`run --command` alone).
+    case empty
 
     static func load(path: String) throws -> Project {
         var isDirectory: ObjCBool = false

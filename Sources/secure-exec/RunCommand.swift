@@ -20,6 +20,7 @@ struct RunCommand: AsyncParsableCommand {
               secure-exec run -e 'console.log(1 + 1)'
               secure-exec run server.js --allow-net --timeout 30s
               secure-exec run app.mjs --memory 256M --cpu 10s --env NODE_ENV=production -- --port 3000
+              secure-exec run ./my-app --command 'npm test'
             """)
 
     @Argument(help: "A JavaScript file (ESM or CommonJS), or a project directory to upload and run.")
@@ -40,8 +41,10 @@ struct RunCommand: AsyncParsableCommand {
     var guestArguments: [String] = []
 
     func validate() throws {
-        if (file == nil) == (eval == nil) {
-            throw ValidationError("give either a FILE or -e CODE")
+        if sandbox.command != nil {
+            if eval != nil { throw ValidationError("give either -e CODE or --command, not both") }
+        } else if (file == nil) == (eval == nil) {
+            throw ValidationError("give either a FILE or -e CODE (or --command)")
         }
         if let file { _ = try Project.load(path: file) }
         _ = try parsedTimeout()
@@ -53,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let project = try eval.map { Project.code($0) } ?? Project.load(path: file!)
+        let project = try eval.map { Project.code($0) } ?? file.map { try Project.load(path: $0) } ?? .empty
         let limits = try sandbox.limits()
         let timeout = try parsedTimeout()
         let output = EventPrinter(json: json)

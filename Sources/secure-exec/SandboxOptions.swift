@@ -7,8 +7,14 @@ struct SandboxOptions: ParsableArguments {
     @Flag(name: .customLong("allow-net"), help: "Let guests use the sandbox's loopback network.")
     var allowNetwork = false
 
-    @Flag(name: .customLong("allow-child-process"), help: "Let guests start child node processes.")
+    @Flag(name: .customLong("allow-child-process"), help: "Let guests start child processes (node, and the root's shell and tools).")
     var allowChildProcess = false
+
+    @Option(name: .customLong("root"), help: ArgumentHelp("What the sandbox's read-only root holds: standard (node, npm, a shell and common tools), minimal (node only), host (the host's /usr), or a prepared root filesystem DIR.", valueName: "standard|minimal|host|DIR"))
+    var root: String = "standard"
+
+    @Option(name: .customLong("command"), help: ArgumentHelp("Run a command line with the root's /bin/sh -c instead of node (e.g. 'npm run dev'); allows child processes.", valueName: "CMD"))
+    var command: String?
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Set a guest environment variable.", valueName: "K=V"))
     var environment: [String] = []
@@ -42,6 +48,33 @@ struct SandboxOptions: ParsableArguments {
         _ = try limits()
         _ = try workspaceMode()
         _ = try validateNodeModules()
+        _ = try rootImage()
+        if let command {
+            guard !command.isEmpty, !command.contains("\0") else {
+                throw ValidationError("--command expects a command line (no NUL), got \(command.debugDescription)")
+            }
+            guard guestArguments.isEmpty else {
+                throw ValidationError("arguments after -- go to a node program; with --command, put them in the command line")
+            }
+            try Self.checkSpawnRequest(environment: try parsedEnvironment(), arguments: [command])
+        }
+    }
+
+    /// `--root`: an image's name, or a directory holding a prepared root filesystem.
+    func rootImage() throws -> RootImage {
+        switch root {
+        case "standard": return .standard
+        case "minimal": return .minimal
+        case "host": return .host
+        default:
+            let path = Project.absolutePath(root)
+            var isDirectory: ObjCBool = false
+            guard !root.isEmpty, FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue
+            else {
+                throw ValidationError("--root expects standard, minimal, host or a directory, got \(root.debugDescription)")
+            }
+            return .directory(path)
+        }
     }
 
     func parsedEnvironment() throws -> [String: String] {
@@ -103,8 +136,10 @@ struct SandboxOptions: ParsableArguments {
         return limits
     }
 
+    /// A shell forks, so `--command` allows child processes.
     var permissions: Permissions {
-        Permissions(network: allowNetwork ? .allow : .deny, childProcess: allowChildProcess ? .allow : .deny)
+        Permissions(
+            network: allowNetwork ? .allow : .deny, childProcess: allowChildProcess || command != nil ? .allow : .deny)
     }
 
     func workspaceMode() throws -> Workspace.Mode {
@@ -125,11 +160,11 @@ struct SandboxOptions: ParsableArguments {
         switch project {
         case .directory(let path): workspace = Workspace(host: path, mode: try workspaceMode())
         case .file(let path): mounts.insert(Project.scriptMount(path).mount, at: 0)
-        case .code: break
+        case .code, .empty: break
         }
         do {
             return try await NodeRuntime.create(
-                permissions: permissions, limits: try limits(), mounts: mounts, workspace: workspace,
+                root: try rootImage(), permissions: permissions, limits: try limits(), mounts: mounts, workspace: workspace,
                 nodeModules: try validateNodeModules())
         } catch let error as SecureExecError where error.code == .invalidArgument {
             throw CLIFailure(message: error.message, code: ExitCodes.usage)
@@ -138,11 +173,18 @@ struct SandboxOptions: ParsableArguments {
         }
     }
 
-    /// Starts `project`'s code or entry file in `runtime`, its output to `output`.
+    /// Starts `--command`, or else `project`'s code or entry file, in `runtime`, its output to `output`.
     func start(
         _ project: Project, in runtime: NodeRuntime, arguments: [String], timeout: Duration?, output: EventPrinter
     ) async throws -> GuestProcess {
+        if let command {
+            return try await runtime.spawnCommand(
+                command, environment: try parsedEnvironment(), timeout: timeout, onStdout: { output.stdout($0) },
+                onStderr: { output.stderr($0) })
+        }
         switch project {
+        case .empty:
+            throw ValidationError("nothing to run: give a FILE, a directory, -e CODE or --command")
         case .code(let code):
             return try await runtime.spawn(
                 code, arguments: arguments, environment: try parsedEnvironment(), timeout: timeout,

@@ -20,6 +20,7 @@ struct ServeCommand: AsyncParsableCommand {
             Examples:
               secure-exec serve server.js --port 3000 --expose 8080
               secure-exec serve server.mjs --port 3000 --expose 127.0.0.1:0 --json
+              secure-exec serve ./my-vite-app --port 5173 --expose 8080 --command 'npm run dev'
             """)
 
     @Argument(help: "The server's JavaScript file, or a project directory to upload and start.")

@@ -137,7 +137,7 @@ struct EscapeNodeTests {
     func dotDotFromWorkspace() async throws {
         // /sys holds only the view of the sandbox's own cgroups (the probe sys_census checks what is in it).
         let sandboxRoot: Set<String> = [
-            "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sys", "tmp", "usr", "workspace", "mnt",
+            "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sys", "tmp", "usr", "workspace", "mnt",
         ]
         let hostOnly = Set(try FileManager.default.contentsOfDirectory(atPath: "/")).subtracting(sandboxRoot)
         try #require(hostOnly.contains("work"), "control: the host's / has entries the sandbox's lacks")

@@ -103,6 +103,34 @@ struct ExtremeArgumentTests {
         }
     }
 
+    @Test("spawnCommand, execCommand and spawnExecutable: the largest timeout is no timeout, none at all is refused")
+    func commandTimeouts() async throws {
+        try await withRuntime(permissions: Permissions(childProcess: .allow)) { runtime in
+            let largest = Duration(secondsComponent: Int64.max, attosecondsComponent: 999_999_999_999_999_999)
+            let result = try await runtime.execCommand("echo ran", timeout: largest)
+            #expect(result.termination == .exited(0), "stderr: \(result.stderrText)")
+            #expect(result.stdoutText == "ran\n")
+            let command = try await runtime.spawnCommand("exec sleep 30", timeout: largest)
+            command.kill(.kill)
+            #expect(try await command.wait() == .signaled(.kill))
+            let program = try await runtime.spawnExecutable("/bin/sleep", arguments: ["30"], timeout: largest)
+            program.kill(.kill)
+            #expect(try await program.wait() == .signaled(.kill))
+
+            for timeout in [Duration.zero, .nanoseconds(-1), .seconds(Int64.min)] {
+                await expectError(.invalidArgument, "execCommand timeout \(timeout)") {
+                    try await runtime.execCommand("true", timeout: timeout)
+                }
+                await expectError(.invalidArgument, "spawnCommand timeout \(timeout)") {
+                    try await runtime.spawnCommand("true", timeout: timeout)
+                }
+                await expectError(.invalidArgument, "spawnExecutable timeout \(timeout)") {
+                    try await runtime.spawnExecutable("/bin/true", timeout: timeout)
+                }
+            }
+        }
+    }
+
     @Test("fetch, fetchStreaming, waitForListener, findListener and expose at the ends of their ranges")
     func networkExtremes() async throws {
         try await withRuntime(permissions: Permissions(network: .allow)) { runtime in

@@ -52,8 +52,10 @@ struct IsolationTests {
         """
 
     /// Runs the probe in a fresh runtime, looking for `hostPath` from inside.
-    func guestView(network: Permissions.Access = .deny, hostPath: String = #filePath) async throws -> GuestView {
-        let guest = try await withRuntime(permissions: Permissions(network: network)) { runtime in
+    func guestView(
+        root: RootImage = .standard, network: Permissions.Access = .deny, hostPath: String = #filePath
+    ) async throws -> GuestView {
+        let guest = try await withRuntime(root: root, permissions: Permissions(network: network)) { runtime in
             try await runtime.runGuest(Self.viewProbe, arguments: [hostPath])
         }
         try #require(guest.termination == .exited(0), "the probe failed: \(guest.stderr)")
@@ -77,20 +79,21 @@ struct IsolationTests {
         #expect(view.interfaces == ["lo"])
     }
 
-    @Test("the root holds exactly the sandbox's directories and no host directory")
-    func minimalRoot() async throws {
-        let view = try await guestView()
+    @Test("the root holds exactly the sandbox's directories and no host directory", arguments: [RootImage.minimal, .standard])
+    func minimalRoot(root: RootImage) async throws {
+        let view = try await guestView(root: root)
+        let tools = root == .standard ? ["bin"] : []
         // sys: only the read-only view of the sandbox's own cgroups (GuestMemoryLimitTests, the sys_census probe).
-        #expect(view.root == ["dev", "etc", "lib", "lib64", "proc", "sys", "tmp", "usr", "workspace"])
+        #expect(view.root == (tools + ["dev", "etc", "lib", "lib64", "proc", "sys", "tmp", "usr", "workspace"]))
         for hostOnly in ["home", "root", "opt", "srv", "var", "boot", "work", "mnt", "run"] {
             #expect(!view.root.contains(hostOnly), "the guest sees /\(hostOnly)")
         }
     }
 
-    @Test("/usr/bin holds node and no other host binary")
+    @Test("/usr/bin holds node (and in .standard npm, npx and env) and no other host binary")
     func onlyNode() async throws {
-        let view = try await guestView()
-        #expect(view.usrBin == ["node"])
+        #expect(try await guestView(root: .minimal).usrBin == ["node"])
+        #expect(try await guestView(root: .standard).usrBin == ["env", "node", "npm", "npx"])
     }
 
     @Test("the guest's hostname is not the host's")
@@ -128,7 +131,9 @@ struct IsolationTests {
         #expect(!Set(host.keys).subtracting(["HOME", "PATH", "TMPDIR"]).isEmpty, "the host has variables to leak")
         let view = try await guestView()
         #expect(view.secret == nil)
-        #expect(view.environmentKeys == ["HOME", "PATH", "TMPDIR"])
+        // The root's defaults only; .standard has npm, whose cache must be writable.
+        #expect(view.environmentKeys == ["HOME", "PATH", "TMPDIR", "npm_config_cache", "npm_config_update_notifier"])
+        #expect(try await guestView(root: .minimal).environmentKeys == ["HOME", "PATH", "TMPDIR"])
         #expect(host["HOME"] != "/workspace")
     }
 

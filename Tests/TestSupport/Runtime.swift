@@ -10,11 +10,13 @@ import Testing
 /// `disposeDeadline` is recorded as an issue instead of hanging the whole run
 /// (the runtime is then left to the process's exit, which ends its sandbox).
 public func withRuntime<Result: Sendable>(
-    permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
+    root: RootImage = .standard, permissions: Permissions = Permissions(), limits: Limits = Limits(),
+    mounts: [Mount] = [], workspace: Workspace? = nil,
     disposeDeadline: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (NodeRuntime) async throws -> Result
 ) async throws -> Result {
-    let runtime = try await NodeRuntime.create(permissions: permissions, limits: limits, mounts: mounts)
+    let runtime = try await NodeRuntime.create(
+        root: root, permissions: permissions, limits: limits, mounts: mounts, workspace: workspace)
     let outcome: Swift.Result<Result, any Error>
     do {
         outcome = .success(try await body(runtime))

@@ -133,6 +133,20 @@ struct BenchmarksDocument {
                 """)
             parts.append(Format.markdownTable(header: ["how", "ms (median)", "ratio to copy"], rows: comparison.projectRows))
         }
+        if !comparison.rootRows.isEmpty {
+            parts.append(
+                """
+
+                ## Root images
+
+                What the default `.standard` root (node, npm, npx, busybox's shell and tools: two more read-only
+                binds and about 70 symlinks) costs against `.minimal` (node only): cold start, and spawn to the
+                first stdout byte in a runtime that exists, alternated round by round. A shell command's first
+                byte is timed in `.standard` only (`.minimal` has no shell).
+
+                """)
+            parts.append(Format.markdownTable(header: Format.rootHeader, rows: comparison.rootRows))
+        }
         if !comparison.fileRows.isEmpty {
             parts.append(
                 """

@@ -26,10 +26,10 @@ struct Options {
     var fileSizes = [1 << 20, 16 << 20, 64 << 20, 256 << 20]
     var fileRounds = 7
     var output: String?
-    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, files.
+    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots, files.
     var only: Set<String>?
 
-    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "files"]
+    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots", "files"]
 
     static func parse(_ arguments: [String]) throws -> Options {
         var options = Options()
@@ -111,6 +111,8 @@ final class Comparison {
     var churnRows: [[String]] = []
     /// A 1,000-file project started by copy and by overlay mount: (how, median ms, ratio to copy).
     var projectRows: [[String]] = []
+    /// The root images side by side: (what, .standard ms, .minimal ms, difference).
+    var rootRows: [[String]] = []
     /// Whole files moved between host and sandbox, one row per size.
     var fileRows: [FileTransferRow] = []
     var goals: [GoalOutcome] = []

@@ -40,6 +40,9 @@ struct GoalOutcome {
 }
 
 enum Format {
+    /// The columns of the root-image table.
+    static let rootHeader = ["", ".standard (ms)", ".minimal (ms)", "difference (ms)"]
+
     static func number(_ value: Double?, digits: Int = 2) -> String {
         guard let value, value.isFinite else { return "n/a" }
         if abs(value) >= 1000 { return String(format: "%.0f", value) }

@@ -61,6 +61,7 @@ let steps: [(String, () async throws -> Void)] = [
     ("memory", comparison.memory),
     ("churn", comparison.churn),
     ("project", comparison.projectStart),
+    ("roots", comparison.roots),
     ("files", comparison.fileTransfers),
 ]
 for (name, step) in steps where options.runs(name) {
@@ -95,6 +96,10 @@ if !comparison.churnRows.isEmpty {
 if !comparison.projectRows.isEmpty {
     print("\nA 1,000-file project: create() + one guest reading it (medians)")
     print(Format.textTable(header: ["how", "ms", "ratio to copy"], rows: comparison.projectRows))
+}
+if !comparison.rootRows.isEmpty {
+    print("\nRoot images: .standard vs .minimal (medians, ms)")
+    print(Format.textTable(header: Format.rootHeader, rows: comparison.rootRows))
 }
 if !comparison.fileRows.isEmpty {
     print("\nWhole files between host and sandbox (medians of \(options.fileRounds) rounds)")

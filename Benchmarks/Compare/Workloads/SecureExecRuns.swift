@@ -17,11 +17,11 @@ public struct ColdStart: Sendable {
 
 /// The workloads as SecureExec runs them, through its public API only.
 public enum SecureExecRuns {
-    /// create + spawn of `GuestScripts.stamp` + wait + dispose.
-    public static func coldStart(limits: Limits = Limits()) async throws -> ColdStart {
+    /// create + spawn of `GuestScripts.stamp` + wait + dispose, with root image `root`.
+    public static func coldStart(limits: Limits = Limits(), root: RootImage = .standard) async throws -> ColdStart {
         let clocks = ClockPair()
         let start = clocks.monotonic
-        let runtime = try await NodeRuntime.create(limits: limits)
+        let runtime = try await NodeRuntime.create(root: root, limits: limits)
         let created = monotonicNanos()
         let watch = OutputWatch()
         let guest: GuestProcess
@@ -63,6 +63,22 @@ public enum SecureExecRuns {
             milliseconds(from: start, to: first), milliseconds(from: start, to: stamp.nodeMain),
             milliseconds(from: stamp.nodeMain, to: stamp.script)
         )
+    }
+
+    /// `spawnCommand(command)` in an existing runtime (with child processes
+    /// allowed) until its first stdout byte reaches the host, in ms; the
+    /// command's exit is awaited outside the timing.
+    public static func commandFirstByte(in runtime: NodeRuntime, command: String) async throws -> Double {
+        let watch = OutputWatch()
+        let start = monotonicNanos()
+        let process = try await runtime.spawnCommand(command, onStdout: watch.callback)
+        try await watch.wait("first stdout byte of \(command)", gaveUp: { process.termination != nil && watch.firstByteAt == nil }) {
+            $0.firstByteAt != nil
+        }
+        let first = watch.firstByteAt!
+        let termination = try await process.wait()
+        guard termination == .exited(0) else { throw BenchmarkFailure("\(command) ended \(termination)") }
+        return milliseconds(from: start, to: first)
     }
 
     /// spawn of the dev server in an existing runtime until `waitForListener`

@@ -19,6 +19,15 @@
 int se_open_no_symlinks(const char *_Nonnull path);
 
 /*
+ * Opens `path` (O_PATH) inside the directory `root` as if `root` were "/":
+ * symlinks in it resolve within `root` (openat2 RESOLVE_IN_ROOT), never
+ * above it. For looking at an operator's root
+ * filesystem the way its guest will. Returns the descriptor (close-on-exec)
+ * or -1/errno.
+ */
+int se_open_in_root(int root, const char *_Nonnull path);
+
+/*
  * Clones the mount at `source` (an O_PATH descriptor from
  * se_open_no_symlinks, a file or a directory; with its submounts when
  * `recursive`) into a detached mount the caller owns, and sets `attributes`

@@ -20,8 +20,8 @@
 
 enum se_request_type {
     /* First record: how to build the sandbox. fds: [supervisor pidfd, rootfs skeleton dir,
-     * then one detached mount (open_tree) per "workspace=overlay|bind" and "mount=" record,
-     * in the records' order]. */
+     * then one detached mount (open_tree) per "root=directory", "workspace=overlay|bind" and
+     * "mount=" record, in the records' order]. */
     SE_REQ_CONFIG = 1,
     /* Start a guest. fds: [stdin, stdout, stderr] and optionally [code memfd]. */
     SE_REQ_SPAWN = 2,
@@ -66,9 +66,11 @@ enum se_request_type {
 #define SE_KEY_FILE_TIMEOUT "file_timeout" /* seconds after which a file helper ends itself */
 #define SE_KEY_WORKSPACE "workspace"       /* tmpfs | overlay | bind (the latter two claim a descriptor) */
 #define SE_KEY_MOUNT "mount"               /* each: a guest path; claims the next descriptor */
-#define SE_KEY_LOCALTIME "localtime"       /* where /etc/localtime links to: the host zone's file, a mount= path */
+#define SE_KEY_ROOT "root"                 /* "directory": the root's read-only base; claims the next descriptor */
+#define SE_KEY_SYMLINK "symlink"           /* each: "<guest path> <target>", made in the root before it goes read-only */
+#define SE_KEY_LOCALTIME "localtime"       /* /etc/localtime's target: the host zone's file (a mount= path or the root's own) */
 /* SE_REQ_SPAWN */
-#define SE_KEY_EXE "exe"       /* the guest path of the program (node) */
+#define SE_KEY_EXE "exe"       /* the guest path of the program (node, a shell, any executable) */
 #define SE_KEY_CWD "cwd"       /* its working directory */
 #define SE_KEY_ARG "arg"       /* each: argv, in order, argv[0] first */
 #define SE_KEY_ENV "env"       /* each: "NAME=value" */

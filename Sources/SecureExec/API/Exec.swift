@@ -121,7 +121,7 @@ extension NodeRuntime {
         }
     }
 
-    private func runToCompletion(
+    func runToCompletion(
         _ request: SpawnRequest, arguments: [String], environment: [String: String], workingDirectory: String,
         nodeOptions: [String], stdin: [UInt8]?, timeout: Duration
     ) async throws(SecureExecError) -> ExecResult {

@@ -37,13 +37,16 @@ public enum ListenerHost: Sendable, Hashable {
 /// one slows only the reading of that process's output.
 public final class NodeRuntime: Sendable {
     let sandbox: Sandbox
+    /// What the guest's root holds (`create(root:)`).
+    public let root: RootImage
     /// The permissions this runtime was created with.
     public let permissions: Permissions
     /// The limits this runtime was created with.
     public let limits: Limits
 
-    private init(sandbox: Sandbox, permissions: Permissions, limits: Limits) {
+    private init(sandbox: Sandbox, root: RootImage, permissions: Permissions, limits: Limits) {
         self.sandbox = sandbox
+        self.root = root
         self.permissions = permissions
         self.limits = limits
     }
@@ -58,6 +61,9 @@ public final class NodeRuntime: Sendable {
     /// Builds a new sandbox and returns once it is ready to spawn guests.
     ///
     /// - Parameters:
+    ///   - root: what the read-only root holds (see `RootImage`): `.standard`
+    ///     (node, npm, a shell and common tools), `.minimal` (node only),
+    ///     `.host` (the host's `/usr`) or `.directory(path)`.
     ///   - permissions: merged over the defaults (everything denied).
     ///   - limits: sizes and grace periods.
     ///   - mounts: host files or directories to show in the sandbox (read-only by default),
@@ -69,16 +75,21 @@ public final class NodeRuntime: Sendable {
     ///     (guest path → contents), e.g. an uploaded project.
     ///   - nodeModules: a host `node_modules` directory (a real directory, not a symlink), mounted read-only at
     ///     `/workspace/node_modules` where Node's resolution finds it from the workspace.
-    ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH).
+    ///   - node: the host's `node` binary to run (default: `SECURE_EXEC_NODE`, then PATH);
+    ///     for `.standard` and `.minimal` only (the other images bring their own).
     ///   - logger: where SecureExec logs (it never bootstraps logging itself).
-    /// - Throws: `.unsupportedHost` (not root, node or init missing), `.sandboxSetupFailed`
+    /// - Throws: `.unsupportedHost` (not root, node or init missing, or what the root image
+    ///   needs missing: busybox or npm for `.standard`; a `SECURE_EXEC_INIT`, `_ROOTFS`,
+    ///   `_NODE` or `_BUSYBOX` variable naming a path that is not there), `.sandboxSetupFailed`
     ///   naming the step and errno, `.invalidArgument` for bad limits and for a host path that
     ///   is missing, passes through a symlink or sits on a filesystem that cannot be idmapped.
     ///   `.invalidArgument` also for a limit out of range (see `Limits.init`), more than
     ///   64 mounts, or a guest path of a mount that is not allowed; a `files` entry fails as
-    ///   `writeFile` would, after the half-made runtime is disposed.
+    ///   `writeFile` would, after the half-made runtime is disposed. `.invalidArgument` for a
+    ///   `.directory` root that is not a directory without symlinks in its path or has no
+    ///   executable `/usr/bin/node`, and for `node` given with `.host` or `.directory`.
     public static func create(
-        permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
+        root: RootImage = .standard, permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
         workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
         logger: Logger = Logger(label: "secure-exec")
     ) async throws(SecureExecError) -> NodeRuntime {
@@ -99,10 +110,11 @@ public final class NodeRuntime: Sendable {
         let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
         try limits.validate(within: .current())
         let configuration = SandboxConfiguration(
-            permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node, logger: logger)
+            root: root, permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node,
+            logger: logger)
         try checkCancellation("create")
         let sandbox = try await SandboxLauncher.launch(configuration)
-        let runtime = NodeRuntime(sandbox: sandbox, permissions: permissions, limits: limits)
+        let runtime = NodeRuntime(sandbox: sandbox, root: root, permissions: permissions, limits: limits)
         do throws(SecureExecError) {
             for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
                 try checkCancellation("create")
@@ -305,13 +317,13 @@ public final class NodeRuntime: Sendable {
 /// runtime is ready, it throws `.cancelled` and never runs `body`.
 /// - Throws: what `create` throws, or whatever `body` throws (after disposing).
 public func withNodeRuntime<Result>(
-    permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
+    root: RootImage = .standard, permissions: Permissions = Permissions(), limits: Limits = Limits(), mounts: [Mount] = [],
     workspace: Workspace? = nil, files: [String: [UInt8]] = [:], nodeModules: String? = nil, node: String? = nil,
     logger: Logger = Logger(label: "secure-exec"), isolation: isolated (any Actor)? = #isolation,
     _ body: (NodeRuntime) async throws -> Result
 ) async throws -> Result {
     let runtime = try await NodeRuntime.create(
-        permissions: permissions, limits: limits, mounts: mounts, workspace: workspace, files: files,
+        root: root, permissions: permissions, limits: limits, mounts: mounts, workspace: workspace, files: files,
         nodeModules: nodeModules, node: node,
         logger: logger)
     do {

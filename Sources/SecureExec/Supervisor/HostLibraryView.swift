@@ -5,7 +5,9 @@ import Glibc
 /// The host's shared-library directories, shown to the guest read-only at
 /// their host paths, so a native addon finds the system libraries it links
 /// to (`libz.so.1`, `libsqlite3.so.0`) whether it was in the workspace at
-/// create or was built or installed in the sandbox later.
+/// create or was built or installed in the sandbox later. Part of the
+/// `.standard` and `.minimal` roots (`GuestRoot.assemble`): `.host` shows the
+/// host's `/usr` and `/lib*` whole, and a `.directory` root has its own.
 ///
 /// Which directories: those the loader searches (ld.so.conf's, then its
 /// compiled-in ones), each bound whole (read-only, nosuid, nodev, not

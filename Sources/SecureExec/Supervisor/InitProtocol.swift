@@ -42,7 +42,7 @@ enum InitProtocol {
     /// The first request: how init builds the sandbox. Mount records come
     /// last, one per detached mount descriptor, in the descriptors' order.
     /// `localtime` is where the guest's /etc/localtime links to (the host
-    /// zone's file, one of the mounts), if anywhere.
+    /// zone's file: one of the mounts, or the root's own), if anywhere.
     static func configRecords(
         _ configuration: SandboxConfiguration, writableAreas: [String], mounts: [String], tcpMemory: TCPMemory?,
         localtime: String? = nil
@@ -73,6 +73,14 @@ enum InitProtocol {
     /// The record announcing one mount's descriptor.
     static func mountRecord(_ guestPath: String) -> String {
         record(SE_KEY_MOUNT, guestPath)
+    }
+
+    /// The record announcing the root's base (`.directory`): its descriptor comes first of the mounts.
+    static let rootBaseRecord = record(SE_KEY_ROOT, "directory")
+
+    /// A symlink init makes in the root.
+    static func symlinkRecord(_ link: GuestRoot.Symlink) -> String {
+        record(SE_KEY_SYMLINK, "\(link.path) \(link.target)")
     }
 
     /// The host's TCP buffer sizes (`/proc/sys/net/ipv4/tcp_{r,w}mem`: min,
@@ -119,19 +127,28 @@ enum InitProtocol {
     // MARK: - SE_REQ_SPAWN
 
     /// A spawn request's records. `entry` is where init writes the code
-    /// descriptor, when the request carries one.
-    static func spawnRecords(_ request: SpawnRequest, entry: String?, limits: Limits) -> [String] {
+    /// descriptor, when the request carries one; `root` gives the default
+    /// environment (`RootImage.guestEnvironment`).
+    static func spawnRecords(_ request: SpawnRequest, entry: String?, limits: Limits, root: RootImage = .minimal) -> [String] {
+        let executable = request.executable ?? Sandbox.nodePath
         var records = [
-            record(SE_KEY_EXE, Sandbox.nodePath), record(SE_KEY_CWD, request.workingDirectory), record(SE_KEY_ARG, "node"),
+            record(SE_KEY_EXE, executable), record(SE_KEY_CWD, request.workingDirectory),
+            record(SE_KEY_ARG, request.executable ?? "node"),
         ]
         let runsEntry = entry != nil || request.entryFile != nil
-        // Without an entry, the arguments are node's own options.
-        let heap = heapLimitOptions(
-            limits, nodeOptions: request.nodeOptions + (runsEntry ? [] : request.arguments),
-            environment: request.environment)
+        // Without an entry, the arguments are node's own options. The heap
+        // limit is node's alone: another program's arguments stay as they are.
+        let heap =
+            request.executable != nil
+            ? []
+            : heapLimitOptions(
+                limits, nodeOptions: request.nodeOptions + (runsEntry ? [] : request.arguments),
+                environment: request.environment)
         // Node picks ESM or CommonJS from the code itself, as it does for a typeless .js file.
         let options = ["--experimental-detect-module"] + heap + request.nodeOptions
-        if let entry {
+        if request.executable != nil {
+            // Another program: its arguments as they are.
+        } else if let entry {
             records.append(record(SE_KEY_ENTRY, entry))
             records += (options + [entry]).map { record(SE_KEY_ARG, $0) }
         } else if let file = request.entryFile {
@@ -149,7 +166,7 @@ enum InitProtocol {
             let seconds = wholeSeconds(cpu, within: 1...UInt64(Int64.max - 1))
             records.append(record(SE_KEY_RLIMIT, "\(RLIMIT_CPU.rawValue):\(seconds):\(seconds + 1)"))
         }
-        var environment = ["PATH": "/usr/bin:/bin", "HOME": Sandbox.workspace, "TMPDIR": "/tmp"]
+        var environment = root.guestEnvironment
         environment.merge(request.environment) { _, caller in caller }
         records += environment.sorted { $0.key < $1.key }.map { record(SE_KEY_ENV, "\($0.key)=\($0.value)") }
         return records

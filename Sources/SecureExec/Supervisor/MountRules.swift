@@ -26,8 +26,9 @@ package enum MountRules {
     }
 
     /// Checks the caller's mounts against each other and against the
-    /// runtime's own files (node, its libraries, the loader cache).
-    package static func checkConflicts(_ mounts: [HostMount], runtime: [HostMount]) throws(SecureExecError) {
+    /// runtime's own files (node, its libraries, the loader cache, the root
+    /// image's tools and symlinks), given as guest paths.
+    package static func checkConflicts(_ mounts: [HostMount], runtime: [String]) throws(SecureExecError) {
         var seen: Set<String> = []
         for mount in mounts {
             guard seen.insert(mount.guestPath).inserted else {
@@ -35,15 +36,15 @@ package enum MountRules {
                     .invalidArgument, "guest path \(mount.guestPath) is mounted twice", step: "validate mount")
             }
             for file in runtime {
-                if GuestPath.isInside(file.guestPath, area: mount.guestPath) {
+                if GuestPath.isInside(file, area: mount.guestPath) {
                     throw SecureExecError(
                         .invalidArgument,
-                        "guest path \(mount.guestPath) would hide the runtime's \(file.guestPath); choose another path",
+                        "guest path \(mount.guestPath) would hide the runtime's \(file); choose another path",
                         step: "validate mount")
                 }
-                if GuestPath.isInside(mount.guestPath, area: file.guestPath) {
+                if GuestPath.isInside(mount.guestPath, area: file) {
                     throw SecureExecError(
-                        .invalidArgument, "guest path \(mount.guestPath) lies inside the runtime's file \(file.guestPath)",
+                        .invalidArgument, "guest path \(mount.guestPath) lies inside the runtime's file \(file)",
                         step: "validate mount")
                 }
             }

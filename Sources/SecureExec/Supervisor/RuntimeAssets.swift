@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// Where the pieces a sandbox is built from live on this host: the init
-/// program, the rootfs skeleton and the `node` binary.
+/// program, the rootfs skeleton and the `node` binary (busybox and npm, which
+/// only `.standard` needs, are found by `GuestRoot`, the same way).
 ///
 /// Each is found, in order, from an explicit path, an environment variable
 /// (`SECURE_EXEC_INIT`, `SECURE_EXEC_ROOTFS`, `SECURE_EXEC_NODE`), next to
@@ -21,6 +22,16 @@ package struct RuntimeAssets: Sendable {
     package static func locate(
         node explicitNode: String?, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(SecureExecError) -> RuntimeAssets {
+        let files = try locateSandboxFiles(environment: environment)
+        return RuntimeAssets(
+            initProgram: files.initProgram, skeleton: files.skeleton,
+            node: try locateNode(explicitNode, environment: environment))
+    }
+
+    /// The init program and the skeleton, which every sandbox needs whatever its root.
+    static func locateSandboxFiles(
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(SecureExecError) -> (initProgram: String, skeleton: String) {
         let executableDirectory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             .map { ($0 as NSString).deletingLastPathComponent } ?? ""
         // <package root>/Sources/SecureExec/Supervisor/RuntimeAssets.swift -> the package root.
@@ -53,11 +64,19 @@ package struct RuntimeAssets: Sendable {
                 .unsupportedHost, "the guest root skeleton (rootfs/skeleton) was not found; set SECURE_EXEC_ROOTFS",
                 step: "locate rootfs skeleton")
         }
+        return (initProgram, skeleton)
+    }
+
+    /// The host's node: `explicitNode`, else `SECURE_EXEC_NODE` (an error
+    /// when it names no executable file), else the first on PATH.
+    static func locateNode(
+        _ explicitNode: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(SecureExecError) -> String {
         if let explicitNode {
             guard let node = firstExisting([explicitNode], executable: true) else {
                 throw SecureExecError(.unsupportedHost, "no executable node at \(explicitNode)", step: "locate node")
             }
-            return RuntimeAssets(initProgram: initProgram, skeleton: skeleton, node: node)
+            return node
         }
         let path = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         let node =
@@ -69,11 +88,11 @@ package struct RuntimeAssets: Sendable {
                 "node was not found on PATH; install Node.js (`apt-get install nodejs`) or set SECURE_EXEC_NODE",
                 step: "locate node")
         }
-        return RuntimeAssets(initProgram: initProgram, skeleton: skeleton, node: node)
+        return node
     }
 
     /// The path environment variable `name` names, checked; nil when it is unset or empty.
-    private static func chosen(
+    static func chosen(
         _ name: String, in environment: [String: String], executable: Bool, what: String
     ) throws(SecureExecError) -> String? {
         guard let value = environment[name], !value.isEmpty else { return nil }

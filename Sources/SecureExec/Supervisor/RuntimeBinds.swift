@@ -20,16 +20,19 @@ enum RuntimeBinds {
         // are resolved here, so the mount itself follows none.
         // A loader path with ".." ($ORIGIN/../lib) is bound where it leads:
         // init creates mount points without ever resolving "..".
-        var mounts = files.map {
+        let mounts = files.map {
             HostMount(
                 hostPath: realPath($0.hostPath), guestPath: GuestPath.lexicallyNormalized($0.guestPath),
                 attributes: .runtime)
         }
-        // Device nodes cannot be made in a user namespace; the host's are bound instead.
-        for device in ["null", "zero", "full", "random", "urandom", "tty"] {
-            mounts.append(HostMount(hostPath: "/dev/\(device)", guestPath: "/dev/\(device)", attributes: .device))
+        return mounts + deviceMounts()
+    }
+
+    /// Device nodes cannot be made in a user namespace; the host's are bound instead.
+    static func deviceMounts() -> [HostMount] {
+        ["null", "zero", "full", "random", "urandom", "tty"].map {
+            HostMount(hostPath: "/dev/\($0)", guestPath: "/dev/\($0)", attributes: .device)
         }
-        return mounts
     }
 
     /// The host's time zone as the guest sees it: the zone file bound read-only

@@ -80,6 +80,7 @@ package final class Sandbox: Sendable {
             stdin: host.stdin, stdout: host.stdout, stderr: host.stderr,
             outputLimit: configuration.limits.outputBytesPerStream, onStdout: request.onStdout, onStderr: request.onStderr)
         let limits = configuration.limits
+        let root = configuration.root
         guests.willStart()
         let reply: PendingReply
         do throws(SecureExecError) {
@@ -90,7 +91,8 @@ package final class Sandbox: Sendable {
                 SE_REQ_SPAWN, step: "spawn",
                 records: { id in
                     InitProtocol.spawnRecords(
-                        request, entry: request.code == nil ? nil : InitProtocol.entryPath(request: id), limits: limits)
+                        request, entry: request.code == nil ? nil : InitProtocol.entryPath(request: id), limits: limits,
+                        root: root)
                 },
                 fds: stdio.guestEnds,
                 // Booked as init's answer arrives, before its exit can be seen.

@@ -3,6 +3,8 @@ import Logging
 /// What one sandbox is built with: the caller's permissions and limits
 /// (validated by `NodeRuntime.create`) and the host paths it shows.
 struct SandboxConfiguration: Sendable {
+    /// What the read-only root holds besides SecureExec's own files.
+    var root = RootImage.standard
     var permissions = Permissions()
     var limits = Limits()
     /// The caller's host mounts, already validated, in the order they stack.
@@ -23,6 +25,9 @@ struct SandboxConfiguration: Sendable {
 
 /// What to start in a sandbox.
 struct SpawnRequest: Sendable {
+    /// A program to run (a guest path) instead of node; `arguments` follow
+    /// it as they are, and `code`, `entryFile` and `nodeOptions` do not apply.
+    var executable: String?
     /// Code written to a fresh entry file in the workspace, or nil to run `arguments` as they are.
     var code: String?
     var arguments: [String] = []

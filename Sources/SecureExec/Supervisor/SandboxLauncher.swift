@@ -65,12 +65,14 @@ enum SandboxLauncher {
     }
 
     private static func start(_ configuration: SandboxConfiguration, rollback: Rollback) throws(SecureExecError) -> Started {
-        let assets = try RuntimeAssets.locate(node: configuration.node)
-        // Native addons: the host's library directories, read-only (HostLibraryView).
-        var runtimeBinds = HostLibraryView.merged(into: try RuntimeBinds.mounts(node: assets.node))
-        let timeZone = RuntimeBinds.timeZone(besides: configuration.mounts)
-        if let timeZone { runtimeBinds.append(timeZone.mount) }
-        try MountRules.checkConflicts(configuration.mounts, runtime: runtimeBinds)
+        let assets = try RuntimeAssets.locateSandboxFiles()
+        // The image's files (for .standard and .minimal with the host's
+        // library directories for native addons, HostLibraryView) and the
+        // host's time zone as this root shows it.
+        var root = try GuestRoot.assemble(configuration.root, node: configuration.node)
+        let timeZone = root.timeZone(besides: configuration.mounts)
+        if let zoneFile = timeZone?.file { root.binds.append(zoneFile) }
+        try MountRules.checkConflicts(configuration.mounts, runtime: root.guestPaths)
         let initFD = try InitImage.descriptor(for: assets.initProgram)
         let lease = try UIDRangeLease.acquire()
         rollback.add(lease.release)
@@ -82,11 +84,16 @@ enum SandboxLauncher {
         rollback.add { configFDs.forEach(SystemCall.close) }
         var mountRecords: [String] = []
         let guestID = lease.base + Sandbox.guestUID
+        if let base = root.base {
+            configFDs.append(try base.detach(guestID: guestID))
+            mountRecords.append(InitProtocol.rootBaseRecord)
+        }
+        mountRecords += root.symlinks.map(InitProtocol.symlinkRecord)
         if let workspace = configuration.workspace {
             configFDs.append(try workspace.mount.detach(guestID: guestID))
             mountRecords.append(InitProtocol.workspaceRecord(workspace.mode))
         }
-        for mount in runtimeBinds + configuration.mounts {
+        for mount in root.binds + configuration.mounts {
             configFDs.append(try mount.detach(guestID: guestID))
             mountRecords.append(InitProtocol.mountRecord(mount.guestPath))
         }

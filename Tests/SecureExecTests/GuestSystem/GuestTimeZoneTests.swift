@@ -1,11 +1,14 @@
 import Foundation
-import SecureExec
 import TestSupport
 import Testing
 
+@testable import SecureExec
+
 /// The guest's local time follows the host's zone (its /etc/localtime links
 /// to the host zone's file, as the host's does) unless the guest is given
-/// `TZ`.
+/// `TZ`. `.standard` and `.minimal` bind the host's zone file; `.host` links
+/// into the host's own /usr; a `.directory` root links to its own zone file
+/// of that name, or keeps its own /etc/localtime.
 @Suite("Guest system: local time", .needsRoot, .timeLimit(.minutes(2)))
 struct GuestTimeZoneTests {
     struct Zone: Decodable, Equatable {
@@ -78,6 +81,50 @@ struct GuestTimeZoneTests {
             try #require(exit.status == 0, "stderr: \(program.stderr.text)")
             let zone = try JSONDecoder().decode(Zone.self, from: Data(program.stdout.bytes))
             #expect(zone == Zone(name: "Asia/Tokyo", offset: -540))
+        }
+    }
+
+    /// Where the guest's /etc/localtime links, whether that file is there, and whether a mount sits on it.
+    struct Link: Decodable, Equatable {
+        let target: String
+        let exists: Bool
+        let mounted: Bool
+    }
+
+    static let linkProbe = """
+        const fs = require("fs");
+        const target = fs.readlinkSync("/etc/localtime");
+        const points = fs.readFileSync("/proc/self/mountinfo", "utf8").trim().split("\\n").map((line) => line.split(" ")[4]);
+        console.log(JSON.stringify({ target, exists: fs.existsSync(target), mounted: points.includes(target) }));
+        """
+
+    /// The host zone's guest path, for a host whose /etc/localtime links into a zoneinfo directory.
+    static func hostZoneLink() throws -> String {
+        let zone = try #require(RuntimeBinds.timeZone(), "the host has no /etc/localtime")
+        return try #require(zone.link, "the host's /etc/localtime is a file, not a link")
+    }
+
+    func link(in root: RootImage) async throws -> Link {
+        let guest = try await withRuntime(root: root) { try await $0.runGuest(Self.linkProbe) }
+        try #require(guest.termination == .exited(0), "\(guest)")
+        return try guest.json(Link.self)
+    }
+
+    @Test("in .standard the host's zone file is bound at its own path; in .host the host's /usr already has it")
+    func boundOrShown() async throws {
+        let zone = try Self.hostZoneLink()
+        #expect(try await link(in: .standard) == Link(target: zone, exists: true, mounted: true))
+        #expect(try await link(in: .host) == Link(target: zone, exists: true, mounted: false))
+    }
+
+    @Test("a .directory root links to its own file of the host's zone, and without one keeps its own /etc/localtime")
+    func operatorRoot() async throws {
+        let zone = try Self.hostZoneLink()
+        try await withBuiltRoot(shell: false) { root in
+            try HostFiles.symlink(root + "/etc/localtime", to: "/usr/share/zoneinfo/Operator/Zone")
+            #expect(try await link(in: .directory(root)) == Link(target: "/usr/share/zoneinfo/Operator/Zone", exists: false, mounted: false))
+            try HostFiles.write(root + zone, "TZif of the operator's\n")
+            #expect(try await link(in: .directory(root)) == Link(target: zone, exists: true, mounted: false))
         }
     }
 }
