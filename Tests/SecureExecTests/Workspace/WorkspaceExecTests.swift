@@ -56,13 +56,13 @@ struct WorkspaceExecTests {
                 return false
             }
             let result = try await runtime.exec(
-                "setInterval(() => {}, 1000);", arguments: [marker], timeout: .milliseconds(500))
+                "setInterval(() => {}, 1000);", arguments: [marker], timeout: .seconds(2))  // long enough to be seen under load
             #expect(await seenRunning.value, "the guest never showed up in the host's /proc")
             #expect(result.termination == .timedOut)
             #expect(result.timedOut)
             #expect(result.exitCode == nil)
-            #expect(result.duration >= .milliseconds(500))
-            #expect(result.duration < .seconds(10))
+            #expect(result.duration >= .seconds(2))
+            #expect(result.duration < .seconds(12))
             #expect(workspaceHostProcesses(containing: marker) == [], "the timed-out guest still runs")
 
             let after = try await runtime.exec("console.log(1)")
