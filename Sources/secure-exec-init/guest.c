@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <linux/openat2.h>
 #include <linux/securebits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,7 +65,12 @@ static void child_fail_path(int report_fd, int step, const char *path) {
         char path[REPORT_PATH_MAX];
     } report = {step, errno, {0}};
     size_t length = path ? strnlen(path, sizeof report.path) : 0;
-    if (path) memcpy(report.path, path, length);
+    /* A path may come from a file the guest wrote (a "#!" line): only
+     * printable ASCII reaches the host's messages and terminals. */
+    for (size_t i = 0; i < length; i++) {
+        unsigned char byte = (unsigned char)path[i];
+        report.path[i] = byte >= 0x20 && byte < 0x7f ? (char)byte : '?';
+    }
     ssize_t ignored = write(report_fd, &report, offsetof(__typeof__(report), path) + length);
     (void)ignored;
     _exit(127);
@@ -170,7 +176,10 @@ static void guest_child(const struct init_config *config, const struct spawn_req
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) child_fail(report_fd, STEP_CAPS);
 
     if (chdir(request->cwd) != 0) child_fail(report_fd, STEP_CHDIR);
-    int exe = open(request->executable, O_PATH | O_CLOEXEC);
+    /* No /proc magic link (/proc/self/exe, /proc/self/fd/N) may name the
+     * program: those reach init's own files and descriptors. */
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+    int exe = (int)syscall(SYS_openat2, AT_FDCWD, request->executable, &how, sizeof how);
     if (exe < 0) child_fail_path(report_fd, STEP_OPEN_EXE, request->executable);
     if (request->entry_path && write_entry(request->entry_path, request->code_fd) != 0)
         child_fail(report_fd, STEP_ENTRY);

@@ -132,9 +132,11 @@ static int add_process_rules(const struct init_config *config) {
     /* Threads only: CLONE_THREAD set, no namespace flag. */
     struct scmp_arg_cmp thread_only = SCMP_A0(SCMP_CMP_MASKED_EQ, namespace_flags | CLONE_THREAD, CLONE_THREAD);
     if ((rc = allow(SCMP_SYS(clone), 1, &thread_only))) return rc;
-    /* The one exec that starts node: execveat(3, "", ..., AT_EMPTY_PATH).
-     * Afterwards a guest could only re-exec node itself the same way, since
-     * every other executable file is on a noexec mount or absent. */
+    /* The exec that starts the guest's program: execveat(3, "", ...,
+     * AT_EMPTY_PATH). The kernel ignores the descriptor for an absolute
+     * pathname, so native code could exec another program of the root this
+     * way (busybox, the host's /usr under .host): what this rule keeps is
+     * "no new process", since fork and clone stay denied. */
     struct scmp_arg_cmp start[2] = {SCMP_A0(SCMP_CMP_EQ, GUEST_EXEC_FD),
                                     SCMP_A4(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH)};
     return allow(SCMP_SYS(execveat), 2, start);

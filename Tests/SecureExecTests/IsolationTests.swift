@@ -132,7 +132,10 @@ struct IsolationTests {
         let view = try await guestView()
         #expect(view.secret == nil)
         // The root's defaults only; .standard has npm, whose cache must be writable.
-        #expect(view.environmentKeys == ["HOME", "PATH", "TMPDIR", "npm_config_cache", "npm_config_update_notifier"])
+        #expect(
+            view.environmentKeys == [
+                "HOME", "PATH", "TMPDIR", "npm_config_cache", "npm_config_globalconfig", "npm_config_update_notifier",
+            ])
         #expect(try await guestView(root: .minimal).environmentKeys == ["HOME", "PATH", "TMPDIR"])
         #expect(host["HOME"] != "/workspace")
     }

@@ -35,10 +35,12 @@ struct GuestRootTests {
         #expect(records.filter { $0.hasPrefix("arg=") } == ["arg=/usr/bin/npx", "arg=vite"])
     }
 
-    @Test("guests' defaults: PATH, HOME, TMPDIR; npm's cache and no update check where the root has npm")
+    @Test("guests' defaults: PATH, HOME, TMPDIR; npm's cache, no update check and no host global config where the root has npm")
     func environments() {
         let base = ["PATH": "/usr/bin:/bin", "HOME": "/workspace", "TMPDIR": "/tmp"]
-        let npm = ["npm_config_cache": "/tmp/.npm", "npm_config_update_notifier": "false"]
+        let npm = [
+            "npm_config_cache": "/tmp/.npm", "npm_config_update_notifier": "false", "npm_config_globalconfig": "/etc/npmrc",
+        ]
         #expect(RootImage.minimal.guestEnvironment == base)
         #expect(RootImage.standard.guestEnvironment == base.merging(npm) { $1 })
         let wider = base.merging(npm) { $1 }.merging(["PATH": "/usr/local/bin:/usr/bin:/bin"]) { $1 }

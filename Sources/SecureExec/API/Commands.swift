@@ -10,8 +10,8 @@ extension NodeRuntime {
     /// `spawn` (output callbacks or sequences, stdin, `kill`, `wait`, and
     /// the same limits and terminations). The environment is `environment`
     /// over the root's defaults (PATH, HOME=/workspace, TMPDIR=/tmp, and
-    /// where the root has npm, `npm_config_cache=/tmp/.npm` and no update
-    /// check). `kill()` signals the shell's process, in which the line's
+    /// where the root has npm, `npm_config_cache=/tmp/.npm`, no update
+    /// check and no host global config). `kill()` signals the shell's process, in which the line's
     /// last command runs (sh execs it), so `npm run dev` gets the signal
     /// itself and npm passes it on to the script's server.
     ///

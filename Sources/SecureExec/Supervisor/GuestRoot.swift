@@ -151,6 +151,14 @@ struct GuestRoot: Sendable {
     /// them out: a directory is bound, a symlink (`/bin -> usr/bin`) made.
     static let hostSystemDirectories = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"]
     /// The host's files in `.host`'s `/etc`; the rest of it is SecureExec's.
+    /// Host directories under `.host`'s `/usr` that hold configuration, not programs.
+    static let hostHiddenDirectories = ["/usr/etc", "/usr/local/etc"]
+
+    private static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+    }
+
     static let hostEtcFiles = [
         "ld.so.cache", "alternatives", "ssl/certs", "ssl/openssl.cnf", "protocols", "services", "mime.types",
     ]
@@ -180,6 +188,13 @@ struct GuestRoot: Sendable {
         for name in hostEtcFiles where FileManager.default.fileExists(atPath: "/etc/" + name) {
             // The administrator's files: their symlinks are resolved here, so the mount follows none.
             binds.append(HostMount(hostPath: realPath("/etc/" + name), guestPath: "/etc/" + name, attributes: .runtime))
+        }
+        // /usr's own configuration (npm's global npmrc with its tokens, and
+        // the like) is host state: an empty, unreadable directory covers it.
+        let hidden = hostHiddenDirectories.filter { isDirectory($0) }
+        if !hidden.isEmpty {
+            let empty = try StateDirectory.emptyDirectory()
+            binds += hidden.map { HostMount(hostPath: empty, guestPath: $0, attributes: .runtime) }
         }
         return GuestRoot(binds: binds + RuntimeBinds.deviceMounts(), symlinks: symlinks, base: nil)
     }
@@ -233,6 +248,18 @@ struct GuestRoot: Sendable {
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
             throw SecureExecError(.invalidArgument, "root directory \(path.debugDescription) is not a directory", step: "root image")
         }
+        // A prepared image, not the host itself: the host's own root (by any
+        // path) or a directory holding SecureExec's state would show the
+        // guest everything readable on the host.
+        var hostRoot = stat()
+        let isHostRoot = stat("/", &hostRoot) == 0 && hostRoot.st_dev == info.st_dev && hostRoot.st_ino == info.st_ino
+        let normalized = path.hasSuffix("/") ? path : path + "/"
+        guard !isHostRoot, !(StateDirectory.root + "/").hasPrefix(normalized) else {
+            throw SecureExecError(
+                .invalidArgument,
+                "root directory \(path.debugDescription) is the host's own root or holds SecureExec's state; give a prepared root filesystem",
+                step: "root image")
+        }
         let node = se_open_in_root(fd, String(Sandbox.nodePath.dropFirst()))
         guard node >= 0 else {
             let code = errno
@@ -275,6 +302,9 @@ extension RootImage {
         if self != .standard { environment["PATH"] = "/usr/local/bin:/usr/bin:/bin" }
         environment["npm_config_cache"] = "/tmp/.npm"
         environment["npm_config_update_notifier"] = "false"
+        // npm's global config is <prefix>/etc/npmrc, where a host keeps
+        // registry tokens (`npm login -g`); a file no root has is read instead.
+        environment["npm_config_globalconfig"] = "/etc/npmrc"
         return environment
     }
 

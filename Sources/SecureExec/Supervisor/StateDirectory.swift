@@ -19,6 +19,13 @@ enum StateDirectory {
 
     static func path(_ name: String) -> String { root + "/" + name }
 
+    /// An empty directory, root's and unreadable to others, to bind over
+    /// host directories a root must not show.
+    static func emptyDirectory() throws(SecureExecError) -> String {
+        SystemCall.close(try open("empty"))
+        return path("empty")
+    }
+
     private static func openChecked(_ path: String) throws(SecureExecError) -> Int32 {
         if mkdir(path, 0o700) != 0 && errno != EEXIST {
             throw SystemCall.failure(.sandboxSetupFailed, "could not create \(path)", step: "state directory")
