@@ -208,7 +208,7 @@ package final class GuestRecord: Sendable {
                 guard !Task.isCancelled else {
                     throw SecureExecError(.cancelled, "writing to stdin was cancelled", step: "write stdin")
                 }
-                if waitOn >= 0 { await FDReadiness.writable(waitOn, queue: queue) }
+                if waitOn >= 0 { await FDReadiness.writable(waitOn) }
             case EPIPE, ECONNRESET:
                 throw SecureExecError(.ioFailed, "the guest no longer reads its stdin", step: "write stdin", errno: error)
             default:

@@ -72,28 +72,25 @@ package struct NetnsDialer: Sendable {
         return fd
     }
 
+    /// Waits for a non-blocking connect to finish (the socket turns
+    /// writable), up to `timeout`; gives up early when the task is cancelled.
+    /// `poll` in short slices on a Dispatch thread rather than a Dispatch
+    /// write source, whose cancellation can race libdispatch's delivery of a
+    /// hang-up (a refused connect is one) (ARCHITECTURE.md, "Concurrency model").
     private static func awaitWritable(_ fd: Int32, timeout: Duration) async throws(SecureExecError) {
-        let outcome: Bool = await withCheckedContinuation { continuation in
-            let queue = DispatchQueue(label: "secure-exec.dial")
-            let source = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-            let box = DispatchSourceBox(source: source)
-            let finished = Once()
-            let outcome = Mutex(false)
-            source.setEventHandler {
-                if finished.claim() {
-                    outcome.withLock { $0 = true }
-                    box.cancel()
-                }
+        let deadline = timeout.deadlineFromNow
+        while true {
+            let ready = try await Blocking.run { () throws(SecureExecError) -> Bool in
+                var entry = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                return poll(&entry, 1, 50) > 0
             }
-            // Resume only after Dispatch has let go of the fd (the caller may close it).
-            source.setCancelHandler { continuation.resume(returning: outcome.withLock { $0 }) }
-            source.resume()
-            queue.asyncAfter(deadline: .now() + DispatchTimeInterval.clamped(timeout)) {
-                if finished.claim() { box.cancel() }
+            if ready { return }
+            if ContinuousClock.now >= deadline {
+                throw SecureExecError(.timeout, "connecting to the guest took longer than \(timeout)", step: "connect")
             }
-        }
-        if !outcome {
-            throw SecureExecError(.timeout, "connecting to the guest took longer than \(timeout)", step: "connect")
+            if Task.isCancelled {
+                throw SecureExecError(.cancelled, "connecting to the guest was cancelled", step: "connect")
+            }
         }
     }
 }

@@ -214,7 +214,7 @@ extension Sandbox {
             if sent >= 0 {
                 offset += sent
             } else if errno == EAGAIN {
-                await FDReadiness.writable(fd, queue: queue)
+                await FDReadiness.writable(fd)
             } else if errno != EINTR {
                 // The writer stopped reading (failed, e.g. ENOSPC): its status says why.
                 throw SystemCall.failure(.ioFailed, "the sandbox stopped taking data", step: "write file")
