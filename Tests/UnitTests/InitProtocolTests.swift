@@ -120,7 +120,7 @@ struct InitProtocolTests {
         configuration.limits.workspaceBytes = 2 << 20
         configuration.limits.fileOperationTimeout = .milliseconds(2500)
         let records = InitProtocol.configRecords(
-            configuration, writableAreas: configuration.writableAreas, mounts: [InitProtocol.mountRecord("/data")],
+            configuration, mounts: [InitProtocol.mountRecord("/data")],
             tcpMemory: nil)
         #expect(records.contains("workspace_bytes=\(2 << 20)"))
         #expect(records.contains("network=1"))
@@ -131,7 +131,7 @@ struct InitProtocolTests {
         #expect(records.last == "mount=/data")
         #expect(!records.contains { $0.hasPrefix("localtime=") })
         let zoned = InitProtocol.configRecords(
-            configuration, writableAreas: [], mounts: ["mount=/usr/share/zoneinfo/Asia/Tokyo"], tcpMemory: nil,
+            configuration, mounts: ["mount=/usr/share/zoneinfo/Asia/Tokyo"], tcpMemory: nil,
             localtime: "/usr/share/zoneinfo/Asia/Tokyo")
         #expect(zoned.suffix(2) == ["localtime=/usr/share/zoneinfo/Asia/Tokyo", "mount=/usr/share/zoneinfo/Asia/Tokyo"])
         #expect(InitProtocol.workspaceRecord(.overlay) == "workspace=overlay")

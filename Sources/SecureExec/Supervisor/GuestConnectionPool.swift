@@ -144,44 +144,13 @@ package final class GuestConnectionPool: Sendable {
     private func checkOut(
         port: Int, connectTimeout: Duration, deadline: ContinuousClock.Instant?, timeout: Duration?
     ) async throws -> GuestConnection {
-        let id = state.withLock { state in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        let timer = deadline.map { deadline in
-            Task { [weak self] in
-                try? await Task.sleep(until: deadline)
-                guard !Task.isCancelled else { return }
-                self?.giveUp(
-                    waiter: id, port: port,
-                    SecureExecError(.timeout, "no connection to port \(port) was free within \(timeout!)", step: "fetch"))
-            }
-        }
-        defer { timer?.cancel() }
-        let grant: Grant = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let now: Grant? = state.withLock { state in
-                    if state.closed { return .closed }
-                    // Checked under the lock: a cancellation that came before
-                    // the waiter is enqueued finds nothing to remove.
-                    if Task.isCancelled { return .gaveUp(Self.cancelled) }
-                    var ports = state.ports[port, default: PortState()]
-                    defer { state.ports[port] = ports }
-                    while let connection = ports.idle.popLast() {
-                        if connection.isAlive { return .connection(connection) }
-                        ports.open -= 1
-                    }
-                    if ports.open < Self.maxConnectionsPerPort {
-                        ports.open += 1
-                        return .dial
-                    }
-                    ports.waiting.append(Waiter(id: id, continuation: continuation))  // resumed by checkIn, release, shutdown or giveUp
-                    return nil
-                }
-                if let now { continuation.resume(returning: now) }
-            }
-        } onCancel: {
-            giveUp(waiter: id, port: port, Self.cancelled)
+        if Task.isCancelled { throw Self.cancelled }
+        // Usually a connection or a slot is free: one lock, no timer.
+        let grant: Grant
+        if let now = state.withLock({ Self.grantNow(&$0, port: port) }) {
+            grant = now
+        } else {
+            grant = await waitForGrant(port: port, deadline: deadline, timeout: timeout)
         }
         switch grant {
         case .gaveUp(let error):
@@ -239,6 +208,59 @@ package final class GuestConnectionPool: Sendable {
     }
 
     private static let cancelled = SecureExecError(.cancelled, "the fetch was cancelled", step: "fetch")
+
+    /// What `port` can give at once (called under the lock): the pool's end,
+    /// an idle live connection, or a slot to dial; nil when all are in use.
+    private static func grantNow(_ state: inout State, port: Int) -> Grant? {
+        if state.closed { return .closed }
+        var ports = state.ports[port, default: PortState()]
+        defer { state.ports[port] = ports }
+        while let connection = ports.idle.popLast() {
+            if connection.isAlive { return .connection(connection) }
+            ports.open -= 1
+        }
+        if ports.open < maxConnectionsPerPort {
+            ports.open += 1
+            return .dial
+        }
+        return nil
+    }
+
+    /// Queues for the next connection or slot of `port`, until one is
+    /// handed over, the task is cancelled, or `deadline` passes.
+    private func waitForGrant(port: Int, deadline: ContinuousClock.Instant?, timeout: Duration?) async -> Grant {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        let timer = deadline.map { deadline in
+            Task { [weak self] in
+                try? await Task.sleep(until: deadline)
+                guard !Task.isCancelled else { return }
+                self?.giveUp(
+                    waiter: id, port: port,
+                    SecureExecError(.timeout, "no connection to port \(port) was free within \(timeout!)", step: "fetch"))
+            }
+        }
+        defer { timer?.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now: Grant? = state.withLock { state in
+                    // Checked under the lock: a cancellation that came before
+                    // the waiter is enqueued finds nothing to remove.
+                    if Task.isCancelled { return .gaveUp(Self.cancelled) }
+                    // Freed since the first look: no wait after all.
+                    if let now = Self.grantNow(&state, port: port) { return now }
+                    state.ports[port, default: PortState()].waiting.append(
+                        Waiter(id: id, continuation: continuation))  // resumed by checkIn, release, shutdown or giveUp
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            giveUp(waiter: id, port: port, Self.cancelled)
+        }
+    }
 
     /// Ends one waiter's wait with `error`, if it is still waiting (a waiter
     /// already granted a connection or slot keeps it).

@@ -44,7 +44,7 @@ enum InitProtocol {
     /// `localtime` is where the guest's /etc/localtime links to (the host
     /// zone's file: one of the mounts, or the root's own), if anywhere.
     static func configRecords(
-        _ configuration: SandboxConfiguration, writableAreas: [String], mounts: [String], tcpMemory: TCPMemory?,
+        _ configuration: SandboxConfiguration, mounts: [String], tcpMemory: TCPMemory?,
         localtime: String? = nil
     ) -> [String] {
         let limits = configuration.limits
@@ -57,7 +57,7 @@ enum InitProtocol {
             record(SE_KEY_GUEST_GID, Sandbox.guestUID),
             record(SE_KEY_HOSTNAME, configuration.hostname),
         ]
-        records += writableAreas.map { record(SE_KEY_WRITABLE, $0) }
+        records += configuration.writableAreas.map { record(SE_KEY_WRITABLE, $0) }
         records += sysctls(limits, tcpMemory: tcpMemory).map { record(SE_KEY_SYSCTL, $0) }
         // A file helper still running when the supervisor gave up ends itself.
         records.append(record(SE_KEY_FILE_TIMEOUT, wholeSeconds(limits.fileOperationTimeout, within: 1...(86400 * 366))))

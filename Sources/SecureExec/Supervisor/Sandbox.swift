@@ -211,11 +211,7 @@ package final class Sandbox: Sendable {
     /// guest dies with its pid namespace) and the rest is released in the
     /// background, cgroups included.
     func abandon() {
-        let live = state.withLock { state -> Bool in
-            guard state.phase == .ready else { return false }
-            return true
-        }
-        guard live else { return }
+        guard state.withLock({ $0.phase == .ready }) else { return }
         _ = se_pidfd_signal(pidfd, SIGKILL)
         Task { await self.dispose() }
     }

@@ -170,7 +170,7 @@ enum SandboxLauncher {
         let netnsFD = try open("/proc/\(pid)/ns/net", O_RDONLY, step: "open netns")
 
         let records = InitProtocol.configRecords(
-            configuration, writableAreas: configuration.writableAreas, mounts: mountRecords, tcpMemory: .host(),
+            configuration, mounts: mountRecords, tcpMemory: .host(),
             localtime: timeZone?.link)
         return Started(
             pid: pid, pidfd: pidfd, netnsFD: netnsFD, controlFD: controlFD, lease: lease, cgroup: cgroup,
