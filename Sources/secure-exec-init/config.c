@@ -79,6 +79,13 @@ static int visit_config(void *context, const char *key, const char *value) {
             return -1;
         }
         config->localtime = strdup(value);
+    } else if (strcmp(key, SE_KEY_NAMESERVER) == 0) {
+        /* An address literal only: it is written into resolv.conf as is. */
+        if (config->nameserver || value[0] == 0 || strspn(value, "0123456789abcdef.:") != strlen(value)) {
+            errno = EPROTO;
+            return -1;
+        }
+        config->nameserver = strdup(value);
     } else if (strcmp(key, SE_KEY_FILE_TIMEOUT) == 0) {
         if (parse_number(value, &number) != 0 || number == 0 || number > 86400 * 366) {
             errno = EPROTO;

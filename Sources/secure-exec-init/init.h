@@ -61,6 +61,7 @@ struct init_config {
     unsigned guest_gid;
     char *hostname;
     char *localtime; /* the target of the guest's /etc/localtime symlink, or NULL */
+    char *nameserver; /* egress: the address /etc/resolv.conf names, or NULL (names resolve from /etc/hosts only) */
     struct bind_mount *binds;
     size_t bind_count;
     int rootfs_fd; /* the rootfs/ skeleton, opened by the supervisor */

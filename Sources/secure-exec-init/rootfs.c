@@ -139,6 +139,34 @@ static int attach(int root, int tree, const char *target, const struct init_conf
     return 0;
 }
 
+/* Replaces a skeleton file of the root being built (never a link: the root is ours). */
+static int replace_root_file(int root, const char *path, const char *text) {
+    SE_CLEANUP_FD int fd = openat(root, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    size_t length = strlen(text);
+    return write(fd, text, length) == (ssize_t)length ? 0 : -1;
+}
+
+/* With egress, names resolve through the supervisor's DNS server in the
+ * sandbox; without, the skeleton's files say there is none. */
+static int write_resolver(int root, const struct init_config *config, struct failure *failure) {
+    if (!config->nameserver) return 0;
+    char resolv[256];
+    int length = snprintf(resolv, sizeof resolv,
+                          "# SecureExec's DNS for this sandbox: answers only names the egress policy allows.\n"
+                          "nameserver %s\noptions timeout:2 attempts:2\n",
+                          config->nameserver);
+    if (length < 0 || (size_t)length >= sizeof resolv) {
+        errno = ENAMETOOLONG;
+        return fail(failure, "resolv.conf");
+    }
+    if (replace_root_file(root, "etc/resolv.conf", resolv) != 0) return fail(failure, "write resolv.conf");
+    static const char nsswitch[] = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+                                   "networks: files\nprotocols: files\nservices: files\n";
+    if (replace_root_file(root, "etc/nsswitch.conf", nsswitch) != 0) return fail(failure, "write nsswitch.conf");
+    return 0;
+}
+
 /* Makes the symlink `link` below root, creating its missing parent directories. */
 static int make_symlink(int root, const struct root_symlink *link, const struct init_config *config,
                         struct failure *failure) {
@@ -170,7 +198,7 @@ static int make_symlinks(int root, const struct init_config *config, struct fail
      * /etc/localtime). */
     if (config->localtime && symlinkat(config->localtime, root, "etc/localtime") != 0)
         return fail(failure, "symlink /etc/localtime");
-    return 0;
+    return write_resolver(root, config, failure);
 }
 
 static int build_dev(struct failure *failure) {

@@ -53,7 +53,7 @@ struct IsolationTests {
 
     /// Runs the probe in a fresh runtime, looking for `hostPath` from inside.
     func guestView(
-        root: RootImage = .standard, network: Permissions.Access = .deny, hostPath: String = #filePath
+        root: RootImage = .standard, network: NetworkAccess = .deny, hostPath: String = #filePath
     ) async throws -> GuestView {
         let guest = try await withRuntime(root: root, permissions: Permissions(network: network)) { runtime in
             try await runtime.runGuest(Self.viewProbe, arguments: [hostPath])
@@ -73,8 +73,8 @@ struct IsolationTests {
         }
     }
 
-    @Test("the only network interface is loopback, with or without the network permission", arguments: [Permissions.Access.deny, .allow])
-    func loopbackOnly(network: Permissions.Access) async throws {
+    @Test("the only network interface is loopback, with or without the network permission", arguments: [NetworkAccess.deny, .allow])
+    func loopbackOnly(network: NetworkAccess) async throws {
         let view = try await guestView(network: network)
         #expect(view.interfaces == ["lo"])
     }

@@ -69,6 +69,7 @@ enum se_request_type {
 #define SE_KEY_ROOT "root"                 /* "directory": the root's read-only base; claims the next descriptor */
 #define SE_KEY_SYMLINK "symlink"           /* each: "<guest path> <target>", made in the root before it goes read-only */
 #define SE_KEY_LOCALTIME "localtime"       /* /etc/localtime's target: the host zone's file (a mount= path or the root's own) */
+#define SE_KEY_NAMESERVER "nameserver"     /* egress: the address /etc/resolv.conf names (the supervisor's DNS in the sandbox) */
 /* SE_REQ_SPAWN */
 #define SE_KEY_EXE "exe"       /* the guest path of the program (node, a shell, any executable) */
 #define SE_KEY_CWD "cwd"       /* its working directory */

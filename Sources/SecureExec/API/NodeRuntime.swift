@@ -109,6 +109,10 @@ public final class NodeRuntime: Sendable {
         }
         let hostMounts = try allMounts.map { mount throws(SecureExecError) in try Self.validate(mount) }
         try limits.validate(within: .current())
+        if let egress = permissions.network.egress {
+            try egress.validate()
+            if let path = egress.outboundNetworkNamespace { SystemCall.close(try EgressGateway.openNetworkNamespace(path)) }
+        }
         let configuration = SandboxConfiguration(
             root: root, permissions: permissions, limits: limits, mounts: hostMounts, workspace: project, node: node,
             logger: logger)

@@ -12,17 +12,45 @@ public struct Permissions: Sendable, Hashable {
     }
 
     /// IPv4 and IPv6 sockets. Denied: creating one fails with EPERM (so a
-    /// server's `listen()` errors). Allowed: guests use the sandbox's own
-    /// loopback; there is still no route out of the sandbox or to the host.
-    public var network: Access
+    /// server's `listen()` errors). `.allow`: guests use the sandbox's own
+    /// loopback; there is no route out of the sandbox or to the host.
+    /// `.allow(egress:)`: loopback, plus outbound TCP to what the policy
+    /// allows (README, "Egress").
+    public var network: NetworkAccess
     /// New processes (fork, vfork, clone without CLONE_THREAD). Threads are
     /// always allowed. Allowed: `child_process` works inside the sandbox.
     public var childProcess: Access
 
     /// Everything denied unless given, e.g. `Permissions(network: .allow)`.
-    public init(network: Access = .deny, childProcess: Access = .deny) {
+    public init(network: NetworkAccess = .deny, childProcess: Access = .deny) {
         self.network = network
         self.childProcess = childProcess
+    }
+}
+
+/// Whether guests have IPv4 and IPv6 sockets, and where they may connect.
+///
+/// Written like `Permissions.Access` (`.allow`, `.deny`), plus
+/// `.allow(egress:)` for outbound connections by allow-list.
+public struct NetworkAccess: Sendable, Hashable {
+    /// Whether guests may make IPv4 and IPv6 sockets at all.
+    public let isAllowed: Bool
+    /// What guests may reach outside the sandbox; nil: nothing (loopback only).
+    public let egress: EgressPolicy?
+
+    /// No IPv4 or IPv6 sockets: the default.
+    public static let deny = NetworkAccess(isAllowed: false, egress: nil)
+    /// Sockets on the sandbox's own loopback; no route out.
+    public static let allow = NetworkAccess(isAllowed: true, egress: nil)
+    /// Sockets on the sandbox's own loopback, and outbound TCP to the hosts
+    /// `policy` allows, through SecureExec's DNS and connection gate.
+    public static func allow(egress policy: EgressPolicy) -> NetworkAccess {
+        NetworkAccess(isAllowed: true, egress: policy)
+    }
+
+    private init(isAllowed: Bool, egress: EgressPolicy?) {
+        self.isAllowed = isAllowed
+        self.egress = egress
     }
 }
 

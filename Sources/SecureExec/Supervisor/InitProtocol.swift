@@ -51,7 +51,7 @@ enum InitProtocol {
         var records = [
             record(SE_KEY_WORKSPACE_BYTES, limits.workspaceBytes),
             record(SE_KEY_TMP_BYTES, limits.tmpBytes),
-            record(SE_KEY_NETWORK, configuration.permissions.network == .allow ? 1 : 0),
+            record(SE_KEY_NETWORK, configuration.permissions.network.isAllowed ? 1 : 0),
             record(SE_KEY_CHILD_PROCESS, configuration.permissions.childProcess == .allow ? 1 : 0),
             record(SE_KEY_GUEST_UID, Sandbox.guestUID),
             record(SE_KEY_GUEST_GID, Sandbox.guestUID),
@@ -62,6 +62,10 @@ enum InitProtocol {
         // A file helper still running when the supervisor gave up ends itself.
         records.append(record(SE_KEY_FILE_TIMEOUT, wholeSeconds(limits.fileOperationTimeout, within: 1...(86400 * 366))))
         if let localtime { records.append(record(SE_KEY_LOCALTIME, localtime)) }
+        // With egress, the guest's resolver asks the supervisor's DNS server in the sandbox.
+        if configuration.permissions.network.egress != nil {
+            records.append(record(SE_KEY_NAMESERVER, EgressGateway.nameserver))
+        }
         return records + mounts
     }
 

@@ -49,10 +49,11 @@ package final class PortExposure: Sendable {
                         let fd = try await dialer.connectLoopback(port: guestPort, timeout: connectTimeout)
                         let guest = try await ClientBootstrap(group: client.eventLoop)
                             .channelOption(.allowRemoteHalfClosure, value: true)
+                            .channelOption(.autoRead, value: false)
                             .withConnectedSocket(fd).get()
                         connections.insert(guest)
                         guest.closeFuture.whenComplete { _ in connections.remove(guest) }
-                        try await Glue.join(client, guest)
+                        try await ChannelGlue.join(client, guest)
                     } catch {
                         // The guest is not there (or went away): drop the client's connection.
                         client.close(promise: nil)
@@ -99,95 +100,5 @@ private final class ConnectionSet: Sendable {
             defer { channels = [:] }
             return Array(channels.values)
         }
-    }
-}
-
-/// Pipes two channels into each other: what one reads, the other writes.
-///
-/// Reads are pulled only while the partner is writable (backpressure); the
-/// end of one side's input shuts down the other's output (half-close); either
-/// side closing closes both.
-private final class Glue: ChannelDuplexHandler, @unchecked Sendable {
-    // @unchecked: every member is touched only on the shared event loop both
-    // channels live on (the guest channel is bootstrapped on the client's loop).
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private var partner: Glue?
-    private var context: ChannelHandlerContext?
-    private var pendingRead = false
-
-    static func join(_ first: any Channel, _ second: any Channel) async throws {
-        precondition(first.eventLoop === second.eventLoop)
-        try await first.eventLoop.submit {
-            let a = Glue()
-            let b = Glue()
-            a.partner = b
-            b.partner = a
-            try first.pipeline.syncOperations.addHandler(a)
-            try second.pipeline.syncOperations.addHandler(b)
-        }.get()
-        // The client was accepted with autoRead off so nothing is read before
-        // the guest side exists; from here on NIO reads, and `read(context:)`
-        // holds reads back while the partner cannot take more.
-        try await first.setOption(.autoRead, value: true).get()
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        partner = nil
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        partner?.write(unwrapInboundIn(data))
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        partner?.flush()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        partner?.closeAll()
-        context.fireChannelInactive()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event {
-            partner?.shutdownOutput()
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { partner?.readIfPending() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if partner?.isWritable ?? true {
-            context.read()
-        } else {
-            pendingRead = true
-        }
-    }
-
-    private var isWritable: Bool { context?.channel.isWritable ?? false }
-
-    private func write(_ buffer: ByteBuffer) { context?.write(wrapOutboundOut(buffer), promise: nil) }
-    private func flush() { context?.flush() }
-    private func shutdownOutput() { context?.close(mode: .output, promise: nil) }
-    private func closeAll() { context?.close(promise: nil) }
-
-    private func readIfPending() {
-        guard pendingRead, let context else { return }
-        pendingRead = false
-        context.read()
     }
 }

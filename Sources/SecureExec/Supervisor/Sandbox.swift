@@ -33,6 +33,8 @@ package final class Sandbox: Sendable {
     let guests: GuestTable
     /// Kept-alive HTTP connections to the guests' ports.
     package let http: GuestConnectionPool
+    /// DNS and outbound connections, when the runtime was created with an egress policy.
+    package let egress: EgressGateway?
     private let state = Mutex(State())
 
     private enum Phase { case ready, disposing, disposed }
@@ -43,7 +45,8 @@ package final class Sandbox: Sendable {
         var exposures: [PortExposure] = []
     }
 
-    init(_ started: SandboxLauncher.Started, configuration: SandboxConfiguration) {
+    init(_ started: SandboxLauncher.Started, configuration: SandboxConfiguration, egress: EgressGateway?) {
+        self.egress = egress
         initPID = started.pid
         pidfd = started.pidfd
         netnsFD = started.netnsFD
@@ -231,6 +234,7 @@ package final class Sandbox: Sendable {
 
     private func teardown() async {
         http.shutdown()
+        await egress?.close()
         let exposures = state.withLock { state in
             defer { state.exposures = [] }
             return state.exposures

@@ -25,7 +25,16 @@ enum SandboxLauncher {
         }
         let started = try await Blocking.run { () throws(SecureExecError) in try start(configuration) }
         defer { started.configFDs.forEach(SystemCall.close) }
-        let sandbox = Sandbox(started, configuration: configuration)
+        var egress: EgressGateway? = nil
+        if let prepared = started.egress, let policy = configuration.permissions.network.egress {
+            do throws(SecureExecError) {
+                egress = try await EgressGateway.start(prepared, policy: policy, logger: configuration.logger)
+            } catch {
+                await Sandbox(started, configuration: configuration, egress: nil).dispose()
+                throw error
+            }
+        }
+        let sandbox = Sandbox(started, configuration: configuration, egress: egress)
         do throws(SecureExecError) {
             try await sandbox.connection.configure(
                 records: started.configRecords, fds: started.configFDs, queue: sandbox.queue,
@@ -46,6 +55,8 @@ enum SandboxLauncher {
         let controlFD: Int32
         let lease: UIDRangeLease
         let cgroup: SandboxCgroup?
+        /// The egress gateway's sockets in the sandbox, when the policy allows egress.
+        let egress: EgressGateway.Prepared?
         /// The first request: records, and the descriptors it carries (closed once sent).
         let configRecords: [String]
         let configFDs: [Int32]
@@ -168,12 +179,18 @@ enum SandboxLauncher {
                 step: InitProtocol.childStepName(childStep), errno: childErrno)
         }
         let netnsFD = try open("/proc/\(pid)/ns/net", O_RDONLY, step: "open netns")
+        rollback.add { SystemCall.close(netnsFD) }
+        // Before any guest runs: its first connection out already meets the gateway.
+        let egress = try configuration.permissions.network.egress.map { policy throws(SecureExecError) in
+            try EgressGateway.prepare(netnsFD: netnsFD, policy: policy)
+        }
+        if let egress { rollback.add(egress.close) }
 
         let records = InitProtocol.configRecords(
             configuration, mounts: mountRecords, tcpMemory: .host(),
             localtime: timeZone?.link)
         return Started(
-            pid: pid, pidfd: pidfd, netnsFD: netnsFD, controlFD: controlFD, lease: lease, cgroup: cgroup,
+            pid: pid, pidfd: pidfd, netnsFD: netnsFD, controlFD: controlFD, lease: lease, cgroup: cgroup, egress: egress,
             configRecords: records, configFDs: configFDs)
     }
 
