@@ -83,7 +83,7 @@ let package = Package(
         // collectors, host programs, /proc readings, host files, the root gate.
         .target(
             name: "TestSupport",
-            dependencies: ["SecureExec"],
+            dependencies: ["SecureExec", "CEgress"],
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),
