@@ -47,6 +47,20 @@ final class EventPrinter: Sendable {
         if !quiet { note(ending.message) }
     }
 
+    /// A refused egress attempt: with `--json` one `egress-denied` event,
+    /// otherwise one line on stderr.
+    func egress(_ denied: EgressEvent) {
+        guard json else {
+            note(denied.description)
+            return
+        }
+        var fields: [String: Any] = ["event": "egress-denied", "reason": denied.reason.rawValue, "detail": denied.detail]
+        if let host = denied.host { fields["host"] = host }
+        if let address = denied.address { fields["address"] = address }
+        if let port = denied.port { fields["port"] = port }
+        event(fields)
+    }
+
     func note(_ text: String) { write(2, Array("secure-exec: \(text)\n".utf8)) }
 
     static func reason(_ termination: Termination) -> String {

@@ -79,14 +79,17 @@ struct RunCommand: AsyncParsableCommand {
         }
         output.spawned(pid: process.pid)
         lifecycle.attach(process)
+        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
         let forwarding = StdinForwarder.start(to: process)
         let termination = try await process.wait()
         forwarding.cancel()
         let code = ExitCodes.code(for: termination)
         lifecycle.guestEnded(exitCode: code)
         let ending = GuestEnding(process, termination, lifecycle: lifecycle, limits: limits, timeout: timeout)
-        output.exited(ending, quiet: ending.isPlainExit)
+        // Disposing ends the event stream: every denial is printed before the ending.
         await runtime.dispose()
+        await denials.value
+        output.exited(ending, quiet: ending.isPlainExit)
         throw ExitCode(code)
     }
 }

@@ -40,8 +40,15 @@ struct SandboxOptions: ParsableArguments {
     @Option(help: ArgumentHelp("How long a guest may take to exit after SIGTERM before it is killed, 0s to 1h (default 1s).", valueName: "DURATION"))
     var grace: String?
 
+    @Option(name: .customLong("allow-host"), help: ArgumentHelp("Let guests connect out to PATTERN: a domain, *.domain, an IP or a CIDR, on PORTS (default 443,80); IPv6 with ports in brackets. Repeatable; implies --allow-net.", valueName: "PATTERN[:PORT[,PORT...]]"))
+    var allowHosts: [String] = []
+
+    @Option(name: .customLong("allow-hosts-file"), help: ArgumentHelp("Read --allow-host patterns from FILE, one per line (# starts a comment); serve reads it again on SIGHUP.", valueName: "FILE"))
+    var allowHostsFile: String?
+
     /// Checks everything that needs no sandbox; `validate()` of each command calls it.
     func validate(guestArguments: [String]) throws {
+        _ = try egressPolicy()
         let environment = try parsedEnvironment()
         try Self.checkSpawnRequest(environment: environment, arguments: guestArguments)
         _ = try parsedMounts()
@@ -137,9 +144,50 @@ struct SandboxOptions: ParsableArguments {
     }
 
     /// A shell forks, so `--command` allows child processes.
-    var permissions: Permissions {
-        Permissions(
-            network: allowNetwork ? .allow : .deny, childProcess: allowChildProcess || command != nil ? .allow : .deny)
+    func permissions() throws -> Permissions {
+        let network: NetworkAccess
+        if let policy = try egressPolicy() {
+            network = .allow(egress: policy)
+        } else {
+            network = allowNetwork ? .allow : .deny
+        }
+        return Permissions(network: network, childProcess: allowChildProcess || command != nil ? .allow : .deny)
+    }
+
+    /// `--allow-host` and `--allow-hosts-file` as one policy; nil when neither is given.
+    func egressPolicy() throws -> EgressPolicy? {
+        try Self.egressPolicy(allowHosts: allowHosts, file: allowHostsFile)
+    }
+
+    static func egressPolicy(allowHosts: [String], file: String?) throws -> EgressPolicy? {
+        guard !allowHosts.isEmpty || file != nil else { return nil }
+        var patterns = allowHosts
+        if let file { patterns += try readPatterns(file) }
+        do {
+            return try EgressPolicy(allow: patterns)
+        } catch {
+            throw ValidationError("--allow-host: \(error.message)")
+        }
+    }
+
+    /// Prints every refused egress attempt until the runtime is disposed.
+    static func printEgressEvents(of runtime: NodeRuntime, to output: EventPrinter) -> Task<Void, Never> {
+        let events = runtime.egressEvents
+        return Task {
+            for await denied in events { output.egress(denied) }
+        }
+    }
+
+    /// The patterns of an allow-hosts file: one per line, blank lines and `#` comments skipped.
+    static func readPatterns(_ path: String) throws -> [String] {
+        guard let text = try? String(contentsOfFile: Project.absolutePath(path), encoding: .utf8) else {
+            throw ValidationError("--allow-hosts-file: cannot read \(path.debugDescription)")
+        }
+        return text.split(whereSeparator: \.isNewline).compactMap { line in
+            let pattern = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let trimmed = pattern.trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : trimmed
+        }
     }
 
     func workspaceMode() throws -> Workspace.Mode {
@@ -164,7 +212,7 @@ struct SandboxOptions: ParsableArguments {
         }
         do {
             return try await NodeRuntime.create(
-                root: try rootImage(), permissions: permissions, limits: try limits(), mounts: mounts, workspace: workspace,
+                root: try rootImage(), permissions: try permissions(), limits: try limits(), mounts: mounts, workspace: workspace,
                 nodeModules: try validateNodeModules())
         } catch let error as SecureExecError where error.code == .invalidArgument {
             throw CLIFailure(message: error.message, code: ExitCodes.usage)

@@ -68,7 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard case .value(let port) = Units.number(Substring(portText)), (0...65535).contains(port), !host.isEmpty else {
             throw ValidationError("--expose expects PORT or HOST:PORT (port 0-65535), got \(text.debugDescription)")
         }
-        guard let loopback = IPAddress.isLoopback(host) else {
+        guard let loopback = AddressLiteral.isLoopback(host) else {
             throw ValidationError(
                 "--expose: \(host.debugDescription) is not an IP address (give one like 127.0.0.1 or [::1], or localhost)")
         }
@@ -106,6 +106,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         output.spawned(pid: server.pid)
         lifecycle.attach(server)
+        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
+        let reloader = options.allowHostsFile.map { [allowHosts = options.allowHosts] file in
+            EgressReloader(runtime: runtime, output: output) {
+                try SandboxOptions.egressPolicy(allowHosts: allowHosts, file: file)
+            }
+        }
+        defer { reloader?.stop() }
 
         do {
             try await runtime.waitForListener(port: port, timeout: readyTimeout, process: server)
@@ -132,14 +139,41 @@ struct ServeCommand: AsyncParsableCommand {
         let stopped = lifecycle.stopRequested
         let code = stopped ? 0 : ExitCodes.code(for: termination)
         lifecycle.guestEnded(exitCode: code)
-        output.exited(GuestEnding(server, termination, lifecycle: lifecycle, limits: limits, timeout: nil))
         await runtime.dispose()
+        await denials.value
+        output.exited(GuestEnding(server, termination, lifecycle: lifecycle, limits: limits, timeout: nil))
         if code != 0 { throw ExitCode(code) }
     }
 }
 
+/// Reads `--allow-hosts-file` again on SIGHUP and applies it with
+/// `setEgress`; a file that no longer parses keeps the policy in force.
+final class EgressReloader: Sendable {
+    private let source: DispatchSourceSignalBox
+
+    init(runtime: NodeRuntime, output: EventPrinter, policy: @escaping @Sendable () throws -> EgressPolicy?) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "secure-exec.reload"))
+        source.setEventHandler {
+            Task {
+                do {
+                    guard let policy = try policy() else { return }
+                    try await runtime.setEgress(policy)
+                    output.note("egress policy reloaded: \(policy.rules.count) rule(s)")
+                } catch {
+                    output.note("egress policy not reloaded: \(error)")
+                }
+            }
+        }
+        source.resume()
+        self.source = DispatchSourceSignalBox(source: source)
+    }
+
+    func stop() { source.source.cancel() }
+}
+
 /// IP address literals, checked without any lookup.
-enum IPAddress {
+enum AddressLiteral {
     /// Whether `host` is a loopback address; nil if it is not an IPv4 or
     /// IPv6 literal (or "localhost", which is loopback).
     static func isLoopback(_ host: String) -> Bool? {
