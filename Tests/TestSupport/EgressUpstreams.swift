@@ -117,7 +117,7 @@ public final class EgressUpstreams: Sendable {
     static func startInNamespace<T: Sendable>(_ fd: Int32, _ start: @escaping @Sendable () throws -> T) throws -> T {
         let result = LockedBox<Result<T, any Error>>()
         let thread = Thread {
-            if setns(fd, CLONE_NEWNET) != 0 {
+            if joinNetworkNamespace(fd, 0x4000_0000 /* CLONE_NEWNET */) != 0 {
                 result.set(.failure(HostCallError(step: "setns", errno: errno)))
             } else {
                 result.set(Result { try start() })
@@ -129,6 +129,10 @@ public final class EgressUpstreams: Sendable {
         return try result.get().get()
     }
 }
+
+/// setns(2): Glibc's module does not export it (it is a GNU extension).
+@_silgen_name("setns")
+private func joinNetworkNamespace(_ fd: Int32, _ type: Int32) -> Int32
 
 /// One value handed from a thread to its starter.
 private final class LockedBox<Value: Sendable>: @unchecked Sendable {
@@ -164,8 +168,8 @@ private final class LockedBox<Value: Sendable>: @unchecked Sendable {
 
 extension Array where Element == String {
     /// Calls `body` with a C array of C strings valid for the call.
-    func withCStringArray<R>(_ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-        let copies = map { UnsafePointer(strdup($0)) }
+    func withCStringArray<R>(_ body: (UnsafePointer<UnsafePointer<CChar>>) -> R) -> R {
+        let copies = map { UnsafePointer(strdup($0)!) }
         defer { copies.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
         return copies.withUnsafeBufferPointer { body($0.baseAddress!) }
     }

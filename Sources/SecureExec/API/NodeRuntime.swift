@@ -36,7 +36,7 @@ public enum ListenerHost: Sendable, Hashable {
 /// callbacks given to `spawn` run on a queue of that process's own: a slow
 /// one slows only the reading of that process's output.
 public final class NodeRuntime: Sendable {
-    let sandbox: Sandbox
+    package let sandbox: Sandbox
     /// What the guest's root holds (`create(root:)`).
     public let root: RootImage
     /// The permissions this runtime was created with.

@@ -137,7 +137,7 @@ package final class EgressGateway: Sendable {
         }
         // NS_GET_NSTYPE: which kind of namespace the file is.
         let nsGetNSType = UInt(0xB7 << 8 | 3)
-        guard ioctl(fd, nsGetNSType) == CLONE_NEWNET else {
+        guard ioctl(fd, nsGetNSType) == 0x4000_0000 /* CLONE_NEWNET */ else {
             SystemCall.close(fd)
             throw SecureExecError(
                 .invalidArgument, "outboundNetworkNamespace \(path.debugDescription) is not a network namespace",
@@ -237,7 +237,9 @@ package final class EgressGateway: Sendable {
     /// connections the new policy no longer allows are dropped and closed
     /// (each closed connection is reported `.revoked`).
     package func update(_ policy: EgressPolicy) async {
-        let hostAddresses = await Blocking.run { [outboundFD] in Self.localAddresses(outboundFD: outboundFD) }
+        let hostAddresses =
+            (try? await Blocking.run { [outboundFD] () throws(SecureExecError) in Self.localAddresses(outboundFD: outboundFD) })
+            ?? state.withLock { $0.hostAddresses }
         let revoked = state.withLock { state -> [Outbound] in
             state.policy = policy
             state.hostAddresses = hostAddresses

@@ -24,8 +24,11 @@ struct EgressTests {
         const get = (module, url, options = {}) => new Promise((resolve, reject) => {
           const request = module.get(url, options, (response) => {
             let body = '';
+            const socket = response.socket;
+            const certificate = socket.getPeerCertificate ? socket.getPeerCertificate() : null;
+            const authorized = socket.authorized;
             response.on('data', (chunk) => body += chunk);
-            response.on('end', () => resolve({ status: response.statusCode, body, socket: response.socket }));
+            response.on('end', () => resolve({ status: response.statusCode, body, certificate, authorized }));
             response.on('error', reject);
           });
           request.on('error', reject);
@@ -71,10 +74,9 @@ struct EgressTests {
                     const fetched = await (await fetch('http://api.upstream.test/hello')).json();
                     const plain = await get(http, 'http://api.upstream.test/plain');
                     const secure = await get(https, 'https://secure.upstream.test/tls');
-                    const certificate = secure.socket.getPeerCertificate();
                     const echoed = await echo('api.upstream.test', 7000, 'ping');
                     const result = { fetched, plain: JSON.parse(plain.body), secure: JSON.parse(secure.body),
-                      issuer: certificate.issuer.CN, subject: certificate.subject.CN, authorized: secure.socket.authorized, echoed };
+                      issuer: secure.certificate.issuer.CN, subject: secure.certificate.subject.CN, authorized: secure.authorized, echoed };
                     """), environment: Self.caEnvironment)
         }
         #expect(out.termination == .exited(0), "\(out)")
@@ -396,12 +398,12 @@ final class AskedNames: Sendable {
 
 /// Collects a runtime's egress events in the background.
 final class EventLog: Sendable {
-    private let events = Mutex<[EgressEvent]>([])
+    private let events = AskedEvents()
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     init(_ sequence: EgressEvents) {
         let task = Task { [events] in
-            for await event in sequence { events.withLock { $0.append(event) } }
+            for await event in sequence { events.add(event) }
         }
         self.task.withLock { $0 = task }
     }
@@ -410,13 +412,19 @@ final class EventLog: Sendable {
     func waitFor(_ predicate: @escaping @Sendable (EgressEvent) -> Bool) async throws -> EgressEvent {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            if let found = events.withLock({ $0.first(where: predicate) }) { return found }
+            if let found = events.all.first(where: predicate) { return found }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw EventMissing(seen: events.withLock { $0 })
+        throw EventMissing(seen: events.all)
     }
 
     func stop() { task.withLock { $0?.cancel() } }
+}
+
+final class AskedEvents: Sendable {
+    private let list = Mutex<[EgressEvent]>([])
+    func add(_ event: EgressEvent) { list.withLock { $0.append(event) } }
+    var all: [EgressEvent] { list.withLock { $0 } }
 }
 
 struct EventMissing: Error, CustomStringConvertible {

@@ -15,8 +15,8 @@ struct GuestNameResolutionTests {
         let nameservers: [String]
     }
 
-    @Test("localhost is 127.0.0.1 and ::1; resolv.conf names no server", arguments: [Permissions.Access.deny, .allow])
-    func localhost(network: Permissions.Access) async throws {
+    @Test("localhost is 127.0.0.1 and ::1; resolv.conf names no server", arguments: [NetworkAccess.deny, .allow])
+    func localhost(network: NetworkAccess) async throws {
         let guest = try await withRuntime(permissions: Permissions(network: network)) { runtime in
             try await runtime.runGuest(
                 """
