@@ -8,6 +8,8 @@ PREFIX ?= /usr/local
 DEBIAN_PACKAGES_NEEDED = $(shell \
 	[ -f /usr/include/seccomp.h ] || echo libseccomp-dev; \
 	[ -f /usr/include/sys/capability.h ] || echo libcap-dev; \
+	[ -f /usr/include/libnftnl/table.h ] || echo libnftnl-dev; \
+	[ -f /usr/include/libmnl/libmnl.h ] || echo libmnl-dev; \
 	[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || echo busybox-static; \
 	command -v node >/dev/null 2>&1 || echo nodejs; \
 	[ -f /usr/include/zlib.h ] || echo zlib1g-dev; \

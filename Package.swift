@@ -27,6 +27,14 @@ let package = Package(
             path: "Sources/CNamespaces",
             cSettings: strictC
         ),
+        // Egress by allow-list, in the guest's network namespace: the supervisor's
+        // listeners, the nftables redirect to them (libnftnl) and the routes (libmnl).
+        .target(
+            name: "CEgress",
+            path: "Sources/CEgress",
+            cSettings: strictC,
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+        ),
         // PID 1 of every sandbox. A small, single-threaded C program.
         .executableTarget(
             name: "secure-exec-init",
@@ -42,6 +50,7 @@ let package = Package(
             name: "SecureExec",
             dependencies: [
                 "CNamespaces",
+                "CEgress",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -108,7 +117,7 @@ let package = Package(
         // Real sandboxes, so root (suites marked `.needsRoot`).
         .testTarget(
             name: "SecureExecTests",
-            dependencies: ["SecureExec", "CNamespaces", "TestSupport"],
+            dependencies: ["SecureExec", "CNamespaces", "CEgress", "TestSupport"],
             path: "Tests/SecureExecTests",
             swiftSettings: strict
         ),
