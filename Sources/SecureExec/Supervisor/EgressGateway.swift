@@ -414,7 +414,12 @@ package final class EgressGateway: Sendable {
             ).map { (address: sockaddr_in) in IPAddress.from(address) }
         }
         return destination.flatMap { [self] target in
-            guard let (address, port) = target else { return channel.close() }
+            // The guest's loopback is never redirected (it is its own), so a
+            // loopback destination is a connection made to the gateway's own
+            // port: there is nowhere to carry it.
+            guard let (address, port) = target, classify(address, hostAddresses: []) != .loopback else {
+                return channel.close()
+            }
             admit(channel, address: address, port: port)
             return channel.eventLoop.makeSucceededVoidFuture()
         }.flatMapError { _ in channel.close() }
@@ -452,10 +457,13 @@ package final class EgressGateway: Sendable {
         }
         switch verdict {
         case .closed:
-            Self.reset(channel)
+            channel.close(promise: nil)
         case .refuse(let reason, let host, let detail):
             report(reason, host: host, address: address, port: port, detail: detail)
-            Self.reset(channel)
+            // Closed, not reset: the guest's first read ends at once ("socket
+            // hang up", "other side closed"). A reset before the client has
+            // written left node's fetch waiting for ever on its next request.
+            channel.close(promise: nil)
         case .dial(let host):
             channel.closeFuture.whenComplete { [weak self] _ in
                 let upstream = self?.state.withLock { $0.connections.removeValue(forKey: id)?.upstream }
@@ -485,7 +493,7 @@ package final class EgressGateway: Sendable {
             report(
                 .upstreamUnreachable, host: host, address: address, port: port,
                 detail: "connecting to \(address):\(port) from the host failed: \(error)")
-            Self.reset(guest)
+            guest.close(promise: nil)
             return
         }
         // Revoked, refused or closed while dialing: nothing may pass.
@@ -541,7 +549,8 @@ package final class EgressGateway: Sendable {
         return false
     }
 
-    /// Closes with a reset, so the guest sees ECONNRESET at once, never a hang.
+    /// Closes an established connection with a reset, so the guest sees
+    /// ECONNRESET at once rather than an orderly end of data.
     private static func reset(_ channel: any Channel) {
         guard let provider = channel as? SocketOptionProvider else {
             channel.close(promise: nil)
@@ -556,7 +565,8 @@ package final class EgressGateway: Sendable {
         _ reason: EgressEvent.Reason, host: String? = nil, address: IPAddress? = nil, port: Int? = nil, detail: String
     ) {
         let event = EgressEvent(reason: reason, host: host, address: address?.description, port: port, detail: detail)
-        logger.notice("\(event)")
+        guard events.isNew(event) else { return }
+        logger.debug("\(event)")
         events.publish(event)
     }
 }
@@ -570,6 +580,21 @@ final class EgressEventHub: Sendable {
         var finished = false
     }
     private let subscribers = Mutex(Subscribers())
+    /// When each recent event was last published: one lookup asks for A and
+    /// AAAA, and a client retries, so the same refusal comes in bursts.
+    private let recent = Mutex<[EgressEvent: ContinuousClock.Instant]>([:])
+    static let repeatWindow: Duration = .seconds(1)
+
+    /// False for an event identical to one published within the last second.
+    func isNew(_ event: EgressEvent) -> Bool {
+        let now = ContinuousClock.now
+        return recent.withLock { recent in
+            if recent.count > 256 { recent = recent.filter { now - $0.value < Self.repeatWindow } }
+            if let last = recent[event], now - last < Self.repeatWindow { return false }
+            recent[event] = now
+            return true
+        }
+    }
 
     func subscribe() -> AsyncStream<EgressEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: EgressEvent.self, bufferingPolicy: .bufferingNewest(1024))
