@@ -460,10 +460,7 @@ package final class EgressGateway: Sendable {
             channel.close(promise: nil)
         case .refuse(let reason, let host, let detail):
             report(reason, host: host, address: address, port: port, detail: detail)
-            // Closed, not reset: the guest's first read ends at once ("socket
-            // hang up", "other side closed"). A reset before the client has
-            // written left node's fetch waiting for ever on its next request.
-            channel.close(promise: nil)
+            Self.refuse(channel)
         case .dial(let host):
             channel.closeFuture.whenComplete { [weak self] _ in
                 let upstream = self?.state.withLock { $0.connections.removeValue(forKey: id)?.upstream }
@@ -493,7 +490,7 @@ package final class EgressGateway: Sendable {
             report(
                 .upstreamUnreachable, host: host, address: address, port: port,
                 detail: "connecting to \(address):\(port) from the host failed: \(error)")
-            guest.close(promise: nil)
+            Self.refuse(guest)
             return
         }
         // Revoked, refused or closed while dialing: nothing may pass.
@@ -549,8 +546,28 @@ package final class EgressGateway: Sendable {
         return false
     }
 
+    /// Ends a connection the gateway will not carry. The guest's connect has
+    /// already succeeded (the kernel completed it), so it learns at its first
+    /// exchange: the connection is reset once the guest has written (or
+    /// closed), or after `refusalWait` for a client that waits to be spoken
+    /// to. Node's fetch sees ECONNRESET then; a reset or close before it had
+    /// written sometimes left it waiting for ever.
+    private static func refuse(_ channel: any Channel) {
+        channel.eventLoop.execute {
+            guard (try? channel.pipeline.syncOperations.addHandler(RefusalHandler())) != nil else {
+                channel.close(promise: nil)
+                return
+            }
+            channel.eventLoop.scheduleTask(in: refusalWait) { reset(channel) }
+        }
+    }
+
+    static let refusalWait = TimeAmount.seconds(2)
+
     /// Closes an established connection with a reset, so the guest sees
     /// ECONNRESET at once rather than an orderly end of data.
+    static func resetNow(_ channel: any Channel) { reset(channel) }
+
     private static func reset(_ channel: any Channel) {
         guard let provider = channel as? SocketOptionProvider else {
             channel.close(promise: nil)
@@ -625,6 +642,34 @@ final class EgressEventHub: Sendable {
             return Array(state.continuations.values)
         }
         all.forEach { $0.finish() }
+    }
+}
+
+/// On a refused connection: the guest's first bytes (or its close) reset it.
+private final class RefusalHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    // The channel may not be active yet when the refusal is decided (its
+    // initializer is still running): read once it is.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { context.read() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        EgressGateway.resetNow(context.channel)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { EgressGateway.resetNow(context.channel) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }
 
