@@ -138,6 +138,17 @@ struct InitProtocolTests {
         #expect(InitProtocol.workspaceRecord(.readWrite) == "workspace=bind")
     }
 
+    @Test("only an egress policy makes init name the sandbox's DNS server in resolv.conf")
+    func nameserver() throws {
+        var configuration = SandboxConfiguration()
+        configuration.permissions = Permissions(network: .allow)
+        #expect(!InitProtocol.configRecords(configuration, mounts: [], tcpMemory: nil).contains { $0.hasPrefix("nameserver=") })
+        configuration.permissions = Permissions(network: .allow(egress: try EgressPolicy(allow: ["example.com"])))
+        let records = InitProtocol.configRecords(configuration, mounts: [], tcpMemory: nil)
+        #expect(records.contains("nameserver=127.0.0.1"))
+        #expect(records.contains("network=1"))
+    }
+
     @Test("sysctls: no namespaces for guests, inotify as limited, TCP buffers at most 1/64 of memory")
     func sysctls() {
         var limits = Limits()

@@ -352,6 +352,17 @@ package final class EgressGateway: Sendable {
                     detail: "\(query.name) resolved to \(address), which the policy does not allow (\(Self.describe(address, hostAddresses)))")
             }
         }
+        // An address the outbound side has no route to (IPv6 on an IPv4-only
+        // host) is left out: the guest's connect to it would succeed against
+        // the gateway and then fail, and clients fall back to another address
+        // on a failed connect, not on a reset.
+        let routable = await routableAddresses(allowed)
+        for address in allowed where !routable.contains(address) {
+            report(
+                .upstreamUnreachable, host: query.name, address: address,
+                detail: "the host has no route to \(address); it was left out of the answer for \(query.name)")
+        }
+        allowed = allowed.filter { routable.contains($0) }
         guard !allowed.isEmpty else {
             if resolved.isEmpty {
                 report(.resolutionFailed, host: query.name, detail: "\(query.name) has no address on the host")
@@ -362,6 +373,32 @@ package final class EgressGateway: Sendable {
         let family = allowed.filter { query.type == DNSMessage.typeA ? $0.isIPv4 : !$0.isIPv4 }
         let wanted = query.type == DNSMessage.typeA || query.type == DNSMessage.typeAAAA
         return DNSMessage.answer(query, addresses: wanted ? family : [], ttl: Self.answerTTL)
+    }
+
+    /// The addresses the outbound side has a route to: a UDP socket's
+    /// connect looks the route up and sends nothing.
+    private func routableAddresses(_ addresses: [IPAddress]) async -> Set<IPAddress> {
+        guard !addresses.isEmpty else { return [] }
+        let found = try? await Blocking.run { [outboundFD] () throws(SecureExecError) -> Set<IPAddress> in
+            Set(addresses.filter { Self.hasRoute(to: $0, outboundFD: outboundFD) })
+        }
+        return found ?? Set(addresses)
+    }
+
+    private static func hasRoute(to address: IPAddress, outboundFD: Int32) -> Bool {
+        let family = address.isIPv4 ? AF_INET : AF_INET6
+        var step: UnsafePointer<CChar>? = nil
+        let fd = outboundFD >= 0
+            ? se_netns_socket(outboundFD, family, Int32(SOCK_DGRAM.rawValue), 0, &step)
+            : socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return true }
+        defer { SystemCall.close(fd) }
+        var storage = sockaddr_storage()
+        let length = address.socketAddress(port: 9, into: &storage)
+        let connected = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+        }
+        return connected == 0 || (errno != ENETUNREACH && errno != EHOSTUNREACH && errno != EADDRNOTAVAIL)
     }
 
     private static func describe(_ address: IPAddress, _ hostAddresses: Set<IPAddress>) -> String {
@@ -743,6 +780,26 @@ extension IPAddress {
             guard let (ip, _) = Self.from(address) else { return nil }
             self = ip
         default: return nil
+        }
+    }
+
+    /// Fills `storage` with this address and `port`; returns the length used.
+    func socketAddress(port: Int, into storage: inout sockaddr_storage) -> socklen_t {
+        withUnsafeMutableBytes(of: &storage) { raw in
+            if isIPv4 {
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: bytes) }
+                raw.storeBytes(of: address, as: sockaddr_in.self)
+                return socklen_t(MemoryLayout<sockaddr_in>.size)
+            }
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = in_port_t(UInt16(port).bigEndian)
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
+            raw.storeBytes(of: address, as: sockaddr_in6.self)
+            return socklen_t(MemoryLayout<sockaddr_in6>.size)
         }
     }
 
