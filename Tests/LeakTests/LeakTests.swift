@@ -55,6 +55,36 @@ struct LeakTests {
         #expect(threadsSettled, "threads before: \(threadNames); 10 s after the cycles: \(HostCensus.threadNames())")
     }
 
+    @Test("20 egress cycles (DNS, an allowed fetch, a refused one, dispose) leave descriptors as they were")
+    func egressCyclesLeaveNothingBehind() async throws {
+        let upstreams = try await EgressUpstreams()
+        defer { upstreams.stop() }
+        let policy = try upstreams.policy(allow: ["api.upstream.test"])
+        let code = """
+            const refused = await fetch('http://203.0.113.99/').then(() => 'ok', () => 'refused');
+            console.log((await (await fetch('http://api.upstream.test/')).json()).server, refused);
+            """
+        func egressCycle() async throws {
+            let guest = try await withRuntime(permissions: Permissions(network: .allow(egress: policy))) { runtime in
+                try await runtime.runGuest(code)
+            }
+            #expect(guest.line == "plain refused", "\(guest)")
+        }
+        try await egressCycle()
+        let descriptors = settledDescriptors()
+        var openAfterDispose: [String] = []
+        for index in 1...20 {
+            try await egressCycle()
+            let table = HostCensus.openDescriptors()
+            if table.count != descriptors.count {
+                openAfterDispose.append("cycle \(index): \(describeChange(from: descriptors, to: table))")
+            }
+        }
+        #expect(openAfterDispose.isEmpty, "\(openAfterDispose.prefix(3))")
+        let settled = Self.blockingPoll(for: .seconds(2)) { HostCensus.openDescriptors().count == descriptors.count }
+        #expect(settled, "leaked for good: \(describeChange(from: descriptors, to: HostCensus.openDescriptors()))")
+    }
+
     @Test("SIGKILL of the host process ends its sandbox's init and guest")
     func killedHostLeavesNoOrphans() async throws {
         let marker = UUID().uuidString
