@@ -64,6 +64,8 @@ struct RunCommand: AsyncParsableCommand {
         lifecycle.install()
         defer { lifecycle.remove() }
         let runtime = try await sandbox.makeRuntime(for: project)
+        // Listening before the guest exists: its first refusal is printed too.
+        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
         if lifecycle.stopRequested {
             await runtime.dispose()
             output.note("interrupted before the guest started")
@@ -79,7 +81,6 @@ struct RunCommand: AsyncParsableCommand {
         }
         output.spawned(pid: process.pid)
         lifecycle.attach(process)
-        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
         let forwarding = StdinForwarder.start(to: process)
         let termination = try await process.wait()
         forwarding.cancel()

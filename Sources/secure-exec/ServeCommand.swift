@@ -90,7 +90,11 @@ struct ServeCommand: AsyncParsableCommand {
         let lifecycle = Lifecycle(grace: limits.terminationGrace, interruptedCode: 0)
         lifecycle.install()
         defer { lifecycle.remove() }
+        // A reload asked for before the server runs is no reason to die of SIGHUP.
+        if options.allowHostsFile != nil { signal(SIGHUP, SIG_IGN) }
         let runtime = try await options.makeRuntime(for: project)
+        // Listening before the server exists: its first refusal is printed too.
+        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
         if lifecycle.stopRequested {
             await runtime.dispose()
             output.note("interrupted before the server started")
@@ -106,7 +110,6 @@ struct ServeCommand: AsyncParsableCommand {
         }
         output.spawned(pid: server.pid)
         lifecycle.attach(server)
-        let denials = SandboxOptions.printEgressEvents(of: runtime, to: output)
         let reloader = options.allowHostsFile.map { [allowHosts = options.allowHosts] file in
             EgressReloader(runtime: runtime, output: output) {
                 try SandboxOptions.egressPolicy(allowHosts: allowHosts, file: file)

@@ -204,6 +204,11 @@ public struct EgressPolicy: Sendable, Hashable {
                 guard let normalized = EgressNames.validDomain(parent) else {
                     throw Self.invalid(pattern ?? parent, "\(parent.debugDescription) is not a valid domain name to put under *.")
                 }
+                // `*.com` would allow a whole top-level domain: surely a slip.
+                guard normalized.contains(".") else {
+                    throw Self.invalid(
+                        pattern ?? parent, "*.\(normalized) would allow every name under a top-level domain; name the domain")
+                }
                 self.target = .wildcard(normalized)
             case .network:
                 self.target = target
@@ -543,7 +548,9 @@ private func systemLookup(_ name: String) throws(SecureExecError) -> [IPAddress]
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     hints.ai_flags = AI_ADDRCONFIG
     var list: UnsafeMutablePointer<addrinfo>?
-    let status = getaddrinfo(name, nil, &hints, &list)
+    // Absolute (a trailing dot): the host's search domains never turn a
+    // guest's name into one of the host's internal names.
+    let status = getaddrinfo(name.hasSuffix(".") ? name : name + ".", nil, &hints, &list)
     defer { if let list { freeaddrinfo(list) } }
     switch status {
     case 0: break

@@ -32,6 +32,10 @@ package final class EgressGateway: Sendable {
     static let answerTTL: UInt32 = 30
     /// Addresses pinned at once; the oldest go first past it.
     static let maxPins = 4096
+    /// Names pinned to one address (a CDN's address answers many); the oldest go first.
+    static let maxNamesPerPin = 16
+    /// Refused connections waiting for the guest's first bytes; past it, reset at once.
+    static let maxRefusing = 64
     /// DNS queries being answered at once; more are dropped (clients retry).
     static let maxQueriesInFlight = 64
     /// DNS-over-TCP connections open at once.
@@ -63,9 +67,13 @@ package final class EgressGateway: Sendable {
     private struct State {
         var policy: EgressPolicy
         var hostAddresses: Set<IPAddress>
-        /// Address → the names whose answers held it, oldest address first in `pinOrder`.
-        var pins: [IPAddress: Set<String>] = [:]
+        /// Address → the names whose answers held it (newest last, at most
+        /// `maxNamesPerPin`), oldest address first in `pinOrder`.
+        var pins: [IPAddress: [String]] = [:]
         var pinOrder: [IPAddress] = []
+        /// The last `setEgress` applied (a later call wins, whatever order they finish in).
+        var appliedUpdate = 0
+        var refusing = 0
         var connections: [ObjectIdentifier: Outbound] = [:]
         var bytes = 0
         var byteLimitReported = false
@@ -77,6 +85,7 @@ package final class EgressGateway: Sendable {
     private let state: Mutex<State>
     private let events = EgressEventHub()
     private let queriesInFlight = Atomic<Int>(0)
+    private let updates = Atomic<Int>(0)
     private let outboundFD: Int32
     private let logger: Logger
     private let group: any EventLoopGroup
@@ -198,6 +207,7 @@ package final class EgressGateway: Sendable {
             for fd in prepared.sockets.dnsStreams {
                 remaining.removeFirst()
                 let listener = try await ServerBootstrap(group: group)
+                    .childChannelOption(.autoRead, value: false)
                     .childChannelInitializer { [weak gateway] channel in
                         guard let gateway, gateway.openDNSStream(channel) else { return channel.close() }
                         return channel.eventLoop.makeCompletedFuture {
@@ -237,13 +247,16 @@ package final class EgressGateway: Sendable {
     /// connections the new policy no longer allows are dropped and closed
     /// (each closed connection is reported `.revoked`).
     package func update(_ policy: EgressPolicy) async {
+        let sequence = updates.add(1, ordering: .relaxed).newValue
         let hostAddresses =
             (try? await Blocking.run { [outboundFD] () throws(SecureExecError) in Self.localAddresses(outboundFD: outboundFD) })
             ?? state.withLock { $0.hostAddresses }
         let revoked = state.withLock { state -> [Outbound] in
+            guard sequence > state.appliedUpdate else { return [] }
+            state.appliedUpdate = sequence
             state.policy = policy
             state.hostAddresses = hostAddresses
-            var kept: [IPAddress: Set<String>] = [:]
+            var kept: [IPAddress: [String]] = [:]
             for (address, names) in state.pins {
                 let still = names.filter {
                     policy.answerDecision(name: $0, address: address, hostAddresses: hostAddresses).allowed
@@ -255,8 +268,8 @@ package final class EgressGateway: Sendable {
             var revoked: [Outbound] = []
             for (id, connection) in state.connections {
                 let decision = policy.connectionDecision(
-                    address: connection.address, port: connection.port, pinnedNames: kept[connection.address] ?? [],
-                    hostAddresses: hostAddresses)
+                    address: connection.address, port: connection.port,
+                    pinnedNames: Set(kept[connection.address] ?? []), hostAddresses: hostAddresses)
                 if !decision.allowed {
                     revoked.append(connection)
                     state.connections[id] = nil
@@ -311,16 +324,19 @@ package final class EgressGateway: Sendable {
     }
 
     /// Answers one query in a task of its own, unless too many are in flight
-    /// (then it is dropped, as a busy server would).
-    fileprivate func serve(_ query: [UInt8], reply: @escaping @Sendable ([UInt8]) -> Void) {
+    /// (then it is dropped, as a busy server would). `reply` is called once,
+    /// with nil for a query dropped or left unanswered.
+    fileprivate func serve(_ query: [UInt8], reply: @escaping @Sendable ([UInt8]?) -> Void) {
         let (admitted, _) = queriesInFlight.add(1, ordering: .relaxed)
         guard admitted <= Self.maxQueriesInFlight else {
             queriesInFlight.subtract(1, ordering: .relaxed)
+            reply(nil)
             return
         }
         Task {
-            defer { queriesInFlight.subtract(1, ordering: .relaxed) }
-            if let answer = await answer(query) { reply(answer) }
+            let answer = await answer(query)
+            queriesInFlight.subtract(1, ordering: .relaxed)
+            reply(answer)
         }
     }
 
@@ -405,19 +421,28 @@ package final class EgressGateway: Sendable {
         classify(address, hostAddresses: hostAddresses).rawValue
     }
 
-    /// The resolver's answer, or an error after `resolveTimeout`.
+    /// The resolver's answer, or an error after `resolveTimeout`. The
+    /// resolution is not awaited past that (a `getaddrinfo` cannot be
+    /// interrupted; its thread finishes on its own).
     private static func resolve(_ name: String, with resolver: EgressResolver) async throws -> [IPAddress] {
-        try await withThrowingTaskGroup(of: [IPAddress]?.self) { group in
-            group.addTask { try await resolver.resolve(name) }
-            group.addTask {
-                try await Task.sleep(for: resolveTimeout)
-                return nil
+        let outcome = FirstOutcome<[IPAddress]>()
+        return try await withCheckedThrowingContinuation { continuation in
+            outcome.set(continuation)
+            let work = Task {
+                do {
+                    outcome.finish(.success(try await resolver.resolve(name)))
+                } catch {
+                    outcome.finish(.failure(error))
+                }
             }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let answer = first else {
-                throw SecureExecError(.timeout, "no answer within \(resolveTimeout)", step: "egress resolve")
-            }
-            return answer
+            outcome.cancelWhenFinished(
+                Task {
+                    try? await Task.sleep(for: resolveTimeout)
+                    guard !Task.isCancelled else { return }
+                    work.cancel()
+                    outcome.finish(
+                        .failure(SecureExecError(.timeout, "no answer within \(resolveTimeout)", step: "egress resolve")))
+                })
         }
     }
 
@@ -425,7 +450,11 @@ package final class EgressGateway: Sendable {
         state.withLock { state in
             for address in addresses {
                 if state.pins[address] == nil { state.pinOrder.append(address) }
-                state.pins[address, default: []].insert(name)
+                var names = state.pins[address, default: []]
+                names.removeAll { $0 == name }
+                names.append(name)
+                if names.count > Self.maxNamesPerPin { names.removeFirst(names.count - Self.maxNamesPerPin) }
+                state.pins[address] = names
             }
             while state.pinOrder.count > Self.maxPins {
                 state.pins[state.pinOrder.removeFirst()] = nil
@@ -474,7 +503,7 @@ package final class EgressGateway: Sendable {
             guard !state.closed else { return .closed }
             let policy = state.policy
             let names = state.pins[address] ?? []
-            let host = names.sorted().first
+            let host = names.last
             if let cap = policy.maxBytes, state.bytes >= cap {
                 return .refuse(.byteLimit, host: host, detail: "the runtime has used its egress byte cap (\(cap) bytes)")
             }
@@ -484,7 +513,7 @@ package final class EgressGateway: Sendable {
                     detail: "the runtime already has \(policy.maxConnections) outbound connections open")
             }
             let decision = policy.connectionDecision(
-                address: address, port: port, pinnedNames: names, hostAddresses: state.hostAddresses)
+                address: address, port: port, pinnedNames: Set(names), hostAddresses: state.hostAddresses)
             guard decision.allowed else {
                 let reason = decision.reason ?? .addressNotAllowed
                 return .refuse(reason, host: host, detail: Self.explain(reason, host: host, address: address, port: port))
@@ -497,7 +526,7 @@ package final class EgressGateway: Sendable {
             channel.close(promise: nil)
         case .refuse(let reason, let host, let detail):
             report(reason, host: host, address: address, port: port, detail: detail)
-            Self.refuse(channel)
+            refuse(channel)
         case .dial(let host):
             channel.closeFuture.whenComplete { [weak self] _ in
                 let upstream = self?.state.withLock { $0.connections.removeValue(forKey: id)?.upstream }
@@ -527,7 +556,7 @@ package final class EgressGateway: Sendable {
             report(
                 .upstreamUnreachable, host: host, address: address, port: port,
                 detail: "connecting to \(address):\(port) from the host failed: \(error)")
-            Self.refuse(guest)
+            refuse(guest)
             return
         }
         // Revoked, refused or closed while dialing: nothing may pass.
@@ -589,13 +618,24 @@ package final class EgressGateway: Sendable {
     /// closed), or after `refusalWait` for a client that waits to be spoken
     /// to. Node's fetch sees ECONNRESET then; a reset or close before it had
     /// written sometimes left it waiting for ever.
-    private static func refuse(_ channel: any Channel) {
+    private func refuse(_ channel: any Channel) {
+        // Each waiting refusal holds a descriptor: past the cap, reset at once.
+        let waits = state.withLock { state -> Bool in
+            guard state.refusing < Self.maxRefusing else { return false }
+            state.refusing += 1
+            return true
+        }
+        guard waits else {
+            Self.reset(channel)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in self?.state.withLock { $0.refusing -= 1 } }
         channel.eventLoop.execute {
             guard (try? channel.pipeline.syncOperations.addHandler(RefusalHandler())) != nil else {
                 channel.close(promise: nil)
                 return
             }
-            channel.eventLoop.scheduleTask(in: refusalWait) { reset(channel) }
+            channel.eventLoop.scheduleTask(in: Self.refusalWait) { Self.reset(channel) }
         }
     }
 
@@ -625,6 +665,36 @@ package final class EgressGateway: Sendable {
     }
 }
 
+/// A continuation resumed by whichever outcome comes first.
+private final class FirstOutcome<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, any Error>?, timer: Task<Void, Never>?, done: Bool)>(
+        (nil, nil, false))
+
+    func set(_ continuation: CheckedContinuation<Value, any Error>) { state.withLock { $0.continuation = continuation } }
+
+    /// `timer` is cancelled as soon as an outcome is known, so it does not linger.
+    func cancelWhenFinished(_ timer: Task<Void, Never>) {
+        let done = state.withLock { state -> Bool in
+            if !state.done { state.timer = timer }
+            return state.done
+        }
+        if done { timer.cancel() }
+    }
+
+    func finish(_ result: Result<Value, any Error>) {
+        let (continuation, timer) = state.withLock { state in
+            state.done = true
+            defer {
+                state.continuation = nil
+                state.timer = nil
+            }
+            return (state.continuation, state.timer)
+        }
+        timer?.cancel()
+        continuation?.resume(with: result)
+    }
+}
+
 /// Fans egress events out to every subscriber; each keeps the newest 1,024
 /// it has not read.
 final class EgressEventHub: Sendable {
@@ -634,18 +704,35 @@ final class EgressEventHub: Sendable {
         var finished = false
     }
     private let subscribers = Mutex(Subscribers())
-    /// When each recent event was last published: one lookup asks for A and
-    /// AAAA, and a client retries, so the same refusal comes in bursts.
-    private let recent = Mutex<[EgressEvent: ContinuousClock.Instant]>([:])
+    /// Events published in the last `repeatWindow`, oldest first: one lookup
+    /// asks for A and AAAA and clients retry, so the same refusal comes in
+    /// bursts; and a guest refused in a loop must not flood the host's log.
+    private struct Recent {
+        var seen: [EgressEvent: ContinuousClock.Instant] = [:]
+        var order: [(event: EgressEvent, at: ContinuousClock.Instant)] = []
+        var head = 0
+    }
+    private let recent = Mutex(Recent())
     static let repeatWindow: Duration = .seconds(1)
+    /// Distinct events published per `repeatWindow`; more are dropped.
+    static let maxPerWindow = 100
 
-    /// False for an event identical to one published within the last second.
+    /// False for an event identical to one published within the last second,
+    /// and for any event past `maxPerWindow` in that second.
     func isNew(_ event: EgressEvent) -> Bool {
         let now = ContinuousClock.now
         return recent.withLock { recent in
-            if recent.count > 256 { recent = recent.filter { now - $0.value < Self.repeatWindow } }
-            if let last = recent[event], now - last < Self.repeatWindow { return false }
-            recent[event] = now
+            while recent.head < recent.order.count, now - recent.order[recent.head].at >= Self.repeatWindow {
+                recent.seen[recent.order[recent.head].event] = nil
+                recent.head += 1
+            }
+            if recent.head > 1024, recent.head * 2 > recent.order.count {
+                recent.order.removeFirst(recent.head)
+                recent.head = 0
+            }
+            guard recent.seen[event] == nil, recent.order.count - recent.head < Self.maxPerWindow else { return false }
+            recent.seen[event] = now
+            recent.order.append((event, now))
             return true
         }
     }
@@ -723,6 +810,7 @@ private final class DNSDatagramHandler: ChannelInboundHandler, Sendable {
         let envelope = unwrapInboundIn(data)
         let channel = context.channel
         gateway.serve(Array(envelope.data.readableBytesView)) { answer in
+            guard let answer else { return }
             channel.writeAndFlush(
                 AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: answer)), promise: nil)
         }
@@ -734,36 +822,107 @@ private final class DNSDatagramHandler: ChannelInboundHandler, Sendable {
 }
 
 /// DNS over TCP: messages framed by a two-byte length.
+///
+/// Reads only while fewer than `maxInFlight` of its queries are being
+/// answered and the guest takes the answers (the channel is writable), so a
+/// guest that writes queries and never reads costs the supervisor nothing
+/// beyond one socket buffer; a connection idle for `idle` is closed.
 private final class DNSStreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    static let maxInFlight = 4
+    static let idle = TimeAmount.seconds(10)
+
     private let gateway: EgressGateway
     private var pending = ByteBuffer()
+    private var inFlight = 0
+    private var context: ChannelHandlerContext?
+    private var idleTimer: Scheduled<Void>?
 
     init(gateway: EgressGateway) { self.gateway = gateway }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        armIdleTimer()
+        if context.channel.isActive { context.read() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.read()
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var chunk = unwrapInboundIn(data)
         pending.writeBuffer(&chunk)
-        let channel = context.channel
-        while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
+        // One message is at most 65,535 bytes: more unparsed than that is garbage.
+        if pending.readableBytes > 2 + 65_535 {
+            context.close(promise: nil)
+            return
+        }
+        dispatchQueries()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        readIfRoom()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        readIfRoom()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    private func dispatchQueries() {
+        guard let context else { return }
+        while inFlight < Self.maxInFlight, let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
             pending.readableBytes >= 2 + Int(length)
         {
             pending.moveReaderIndex(forwardBy: 2)
             let message = pending.readBytes(length: Int(length)) ?? []
+            inFlight += 1
+            armIdleTimer()
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
             gateway.serve(message) { answer in
-                var framed = ByteBuffer()
-                framed.writeInteger(UInt16(truncatingIfNeeded: answer.count))
-                framed.writeBytes(answer)
-                channel.writeAndFlush(framed, promise: nil)
+                eventLoop.execute { handler.value.answered(answer) }
             }
         }
         pending.discardReadBytes()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    private func answered(_ answer: [UInt8]?) {
+        inFlight -= 1
+        guard let context else { return }
+        if let answer {
+            var framed = context.channel.allocator.buffer(capacity: answer.count + 2)
+            framed.writeInteger(UInt16(truncatingIfNeeded: answer.count))
+            framed.writeBytes(answer)
+            context.writeAndFlush(wrapOutboundOut(framed), promise: nil)
+        }
+        dispatchQueries()
+        readIfRoom()
+    }
+
+    private func readIfRoom() {
+        guard let context, inFlight < Self.maxInFlight, context.channel.isWritable else { return }
+        context.read()
+    }
+
+    private func armIdleTimer() {
+        guard let context else { return }
+        idleTimer?.cancel()
+        let channel = context.channel
+        idleTimer = context.eventLoop.scheduleTask(in: Self.idle) { channel.close(promise: nil) }
     }
 }
 

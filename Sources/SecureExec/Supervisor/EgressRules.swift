@@ -139,10 +139,15 @@ extension EgressPolicy {
     }
 
     /// The first IP rule whose network holds `address` and whose ports include
-    /// `port`; with `port` nil, any IP rule whose network holds it.
-    package func ipRule(covering address: IPAddress, port: Int?) -> Rule? {
-        rules.first { rule in
+    /// `port`; with `port` nil, any IP rule whose network holds it. For a
+    /// special address (not `.publicAddress`), only a rule that names special
+    /// space counts (`namesSpecialSpace`): `0.0.0.0/0` opens the public
+    /// internet, never loopback, private, metadata or the host's own addresses.
+    package func ipRule(covering address: IPAddress, port: Int?, hostAddresses: Set<IPAddress> = []) -> Rule? {
+        let special = classify(address, hostAddresses: hostAddresses) != .publicAddress
+        return rules.first { rule in
             guard case .network(let network) = rule.target, network.contains(address) else { return false }
+            if special && !namesSpecialSpace(network, hostAddresses: hostAddresses) { return false }
             return port.map(rule.allowedPorts.contains) ?? true
         }
     }
@@ -153,7 +158,7 @@ extension EgressPolicy {
     package func answerDecision(name: String, address: IPAddress, hostAddresses: Set<IPAddress>) -> EgressDecision {
         guard nameAllowed(name) else { return .deny(.nameNotAllowed) }
         if classify(address, hostAddresses: hostAddresses) == .publicAddress { return .allow }
-        return ipRule(covering: address, port: nil) != nil ? .allow : .deny(.privateAddress)
+        return ipRule(covering: address, port: nil, hostAddresses: hostAddresses) != nil ? .allow : .deny(.privateAddress)
     }
 
     /// May a connection to address:port go out, given the names pinned to that address (names the guest got this address for)?
@@ -167,13 +172,34 @@ extension EgressPolicy {
     package func connectionDecision(
         address: IPAddress, port: Int, pinnedNames: Set<String>, hostAddresses: Set<IPAddress>
     ) -> EgressDecision {
-        if ipRule(covering: address, port: port) != nil { return .allow }
+        if ipRule(covering: address, port: port, hostAddresses: hostAddresses) != nil { return .allow }
         let nameRules = pinnedNames.flatMap(matchingNameRules)
         let portAllowed = nameRules.contains { $0.allowedPorts.contains(port) }
         let isPublic = classify(address, hostAddresses: hostAddresses) == .publicAddress
         if portAllowed && isPublic { return .allow }
         if !nameRules.isEmpty { return .deny(portAllowed ? .privateAddress : .portNotAllowed) }
-        if ipRule(covering: address, port: nil) != nil { return .deny(.portNotAllowed) }
+        if ipRule(covering: address, port: nil, hostAddresses: hostAddresses) != nil { return .deny(.portNotAllowed) }
         return .deny(.addressNotAllowed)
     }
+}
+
+/// True when `network` lies in special space of one kind: its first and last
+/// addresses are both special and of the same class (so every address
+/// between is too: the special blocks of one class are never separated by
+/// public space that a single prefix could span without one end being
+/// public or of another class). `10.0.0.0/8` and `169.254.169.254/32` name
+/// special space; `0.0.0.0/0`, `0.0.0.0/1` and `172.0.0.0/8` do not. A
+/// host's own address is named only by a network that starts and ends at
+/// host addresses (a /32 or /128 of it).
+package func namesSpecialSpace(_ network: IPNetwork, hostAddresses: Set<IPAddress>) -> Bool {
+    let first = network.address.bytes
+    var last = first
+    let hostBits = first.count * 8 - network.prefixLength
+    for bit in 0..<hostBits {
+        let index = first.count - 1 - bit / 8
+        last[index] |= UInt8(1 << (bit % 8))
+    }
+    guard let low = IPAddress(bytes: first), let high = IPAddress(bytes: last) else { return false }
+    let lowClass = classify(low, hostAddresses: hostAddresses)
+    return lowClass != .publicAddress && lowClass == classify(high, hostAddresses: hostAddresses)
 }
