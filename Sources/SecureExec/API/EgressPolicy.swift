@@ -548,9 +548,13 @@ private func systemLookup(_ name: String) throws(SecureExecError) -> [IPAddress]
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     hints.ai_flags = AI_ADDRCONFIG
     var list: UnsafeMutablePointer<addrinfo>?
-    // Absolute (a trailing dot): the host's search domains never turn a
-    // guest's name into one of the host's internal names.
-    let status = getaddrinfo(name.hasSuffix(".") ? name : name + ".", nil, &hints, &list)
+    if let literal = IPAddress(name) { return [literal] }
+    // A dotted name is looked up as absolute (a trailing dot), so the host's
+    // search domains never turn a guest's name into one of the host's
+    // internal names; glibc then skips /etc/hosts for it. A single label
+    // ("localhost") is looked up as is.
+    let absolute = name.contains(".") && !name.hasSuffix(".") ? name + "." : name
+    let status = getaddrinfo(absolute, nil, &hints, &list)
     defer { if let list { freeaddrinfo(list) } }
     switch status {
     case 0: break

@@ -860,12 +860,9 @@ private final class DNSStreamHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var chunk = unwrapInboundIn(data)
+        // Bounded: reads stop while `maxInFlight` queries are out, so this
+        // holds at most one read's bytes beyond them.
         pending.writeBuffer(&chunk)
-        // One message is at most 65,535 bytes: more unparsed than that is garbage.
-        if pending.readableBytes > 2 + 65_535 {
-            context.close(promise: nil)
-            return
-        }
         dispatchQueries()
     }
 
