@@ -103,8 +103,9 @@ public struct IPNetwork: Sendable, Hashable, CustomStringConvertible {
 /// addresses the guest got by asking the supervisor's DNS for that name,
 /// and only public ones: loopback, private, link-local, shared (CGNAT),
 /// multicast, reserved and the host's own addresses are dropped from the
-/// answers unless an IP rule covers them. An IP rule allows its addresses
-/// directly, special ones included.
+/// answers unless an IP rule names them. An IP rule allows its addresses
+/// directly; special ones only when the rule lies inside special space
+/// (`10.0.0.0/8` opens private addresses, `0.0.0.0/0` does not).
 public struct EgressPolicy: Sendable, Hashable {
     /// One allow-list entry: a name, a wildcard or an IP network, and its ports.
     public struct Rule: Sendable, Hashable, CustomStringConvertible {
@@ -115,7 +116,9 @@ public struct EgressPolicy: Sendable, Hashable {
             /// Any name strictly below this domain: `.wildcard("example.com")` is
             /// `*.example.com` and allows `a.example.com`, not `example.com` itself.
             case wildcard(String)
-            /// Any address in this network, special ones (loopback, private) included.
+            /// Any public address in this network, and its special ones
+            /// (loopback, private, link-local, the host's own) when the whole
+            /// network lies inside special space of one kind.
             case network(IPNetwork)
         }
 
@@ -397,7 +400,7 @@ public struct EgressEvent: Sendable, Hashable, CustomStringConvertible {
         case portNotAllowed
         /// No allowed name was answered with this address and no IP rule covers it.
         case addressNotAllowed
-        /// The address is special (loopback, private, link-local, the host's own, ...) and no IP rule covers it.
+        /// The address is special (loopback, private, link-local, the host's own, ...) and no IP rule names it.
         case privateAddress
         /// The policy that allowed it was withdrawn.
         case revoked

@@ -33,7 +33,7 @@ package final class EgressGateway: Sendable {
     /// Addresses pinned at once; the oldest go first past it.
     static let maxPins = 4096
     /// Names pinned to one address (a CDN's address answers many); the oldest go first.
-    static let maxNamesPerPin = 16
+    package static let maxNamesPerPin = 16
     /// Refused connections waiting for the guest's first bytes; past it, reset at once.
     static let maxRefusing = 64
     /// DNS queries being answered at once; more are dropped (clients retry).
@@ -307,6 +307,12 @@ package final class EgressGateway: Sendable {
 
     /// Open outbound connections, for tests and the closing census.
     package var openConnections: Int { state.withLock { $0.connections.count } }
+
+    /// The names pinned to `address`, oldest first (for tests).
+    package func pinnedNames(for address: IPAddress) -> [String] { state.withLock { $0.pins[address] ?? [] } }
+
+    /// Events the hub remembers for deduplication (for tests).
+    package var recentEventCount: Int { events.recentCount }
 
     // MARK: - DNS
 
@@ -697,7 +703,7 @@ private final class FirstOutcome<Value: Sendable>: Sendable {
 
 /// Fans egress events out to every subscriber; each keeps the newest 1,024
 /// it has not read.
-final class EgressEventHub: Sendable {
+package final class EgressEventHub: Sendable {
     private struct Subscribers {
         var next = 0
         var continuations: [Int: AsyncStream<EgressEvent>.Continuation] = [:]
@@ -715,7 +721,10 @@ final class EgressEventHub: Sendable {
     private let recent = Mutex(Recent())
     static let repeatWindow: Duration = .seconds(1)
     /// Distinct events published per `repeatWindow`; more are dropped.
-    static let maxPerWindow = 100
+    package static let maxPerWindow = 100
+
+    /// Events remembered from the last window.
+    var recentCount: Int { recent.withLock { $0.order.count - $0.head } }
 
     /// False for an event identical to one published within the last second,
     /// and for any event past `maxPerWindow` in that second.

@@ -419,6 +419,9 @@ final class EventLog: Sendable {
     }
 
     func stop() { task.withLock { $0?.cancel() } }
+
+    /// How many events arrived so far.
+    var count: Int { events.all.count }
 }
 
 final class AskedEvents: Sendable {
