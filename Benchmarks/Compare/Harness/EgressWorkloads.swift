@@ -182,7 +182,7 @@ struct EgressRows {
                 name.kept.median - direct.kept.median, name.kept.median / direct.kept.median,
                 address.kept.median - direct.kept.median, direct.kept.median),
             String(
-                format: "a new connection costs %.0f µs more by name and %.0f µs more by IP rule than direct (%.0f µs); by IP rule that is the gateway's work before the first byte can pass (accept, SO_ORIGINAL_DST, the policy check, then a dial out of the outbound namespace: a pthread that joins it to make the socket, a wait for the connect, NIO adopting the socket); by name the guest also resolves through the sandbox's DNS (the supervisor): the lookup fetch makes takes %.0f µs there (%.0f µs back to back; %.0f µs direct, from a table), of the %.0f µs between name and IP rule",
+                format: "a new connection costs %.0f µs more by name and %.0f µs more by IP rule than direct (%.0f µs); by IP rule that is the gateway's work before the first byte can pass (accept, SO_ORIGINAL_DST, the policy check, then a dial out of the outbound namespace: a pthread that joins it to make the socket, a wait for the connect, NIO adopting the socket); by name the guest also resolves through the sandbox's DNS (the supervisor): the lookup fetch makes takes %.0f µs there (%.0f µs back to back; %.0f µs direct, from a table), and name and IP rule differ by %.0f µs",
                 name.fresh.median - direct.fresh.median, address.fresh.median - direct.fresh.median, direct.fresh.median,
                 name.freshLookups.median, name.lookups.median, direct.freshLookups.median,
                 name.fresh.median - address.fresh.median),
