@@ -161,6 +161,31 @@ struct BenchmarksDocument {
                 """)
             parts.append(Format.markdownTable(header: FileTransferRow.header, rows: comparison.fileRows.map(\.cells)))
         }
+        if !comparison.egressRows.isEmpty {
+            parts.append(
+                """
+
+                ## Egress
+
+                One node script, byte for byte, using node's `fetch` (kept alive by default) against an upstream
+                served by the host's node in a network namespace of its own (`203.0.113.10:80`, a local route on
+                its lo, made by `Benchmarks/Compare/CPhases/cphases_netns.c`). **Direct**: the host's node run
+                inside that namespace, no sandbox, the name answered from an in-process table (a patched
+                `dns.lookup`). **Egress**: a guest of one runtime with `Permissions(network: .allow(egress:))`,
+                allowed `\(EgressUpstream.name)` (a `.hosts` resolver) and `\(EgressUpstream.address):80` (an IP rule),
+                dialing out from the upstream's namespace (`outboundNetworkNamespace`); by name the guest resolves
+                through the sandbox's DNS (the supervisor), by IP rule it connects to the address. Each run times,
+                with `performance.now()` inside node: \(options.egressRequests) kept-alive GETs of an 11-byte body after
+                \(options.egressWarmup) warm-up ones, \(options.egressFresh) GETs with `connection: close` (a new
+                connection each, checked by the server's connection numbers), \(options.egressLookups) `dns.lookup`s of
+                the name, and one \(Format.size(options.egressBytes)) download read as a stream. \(options.rounds) runs per
+                contender, alternated; per-request times are pooled over runs, the download is a median of runs.
+
+                """)
+            parts.append(Format.markdownTable(header: EgressRows.header, rows: comparison.egressRows))
+            parts.append("")
+            parts += comparison.egressAnalysis.map { "- " + $0 }
+        }
         parts.append("\n## Goals (issue 5)\n")
         for goal in comparison.goals {
             let verdict = goal.holds == true ? "**holds**" : goal.holds == false ? "**missed**" : "n/a"

@@ -25,11 +25,18 @@ struct Options {
     /// File sizes moved by the `files` workload (readFile and a collected fetch), and its rounds per size.
     var fileSizes = [1 << 20, 16 << 20, 64 << 20, 256 << 20]
     var fileRounds = 7
+    /// The egress client's counts per run: warm-up and timed kept-alive GETs, GETs on
+    /// a new connection each, dns.lookups of the name, and the bytes of its one download.
+    var egressWarmup = 20
+    var egressRequests = 200
+    var egressFresh = 50
+    var egressLookups = 50
+    var egressBytes = 64 << 20
     var output: String?
-    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots, files.
+    /// Workloads to run (all when nil): cold, first-byte, listen, fetch, memory, churn, project, roots, files, egress.
     var only: Set<String>?
 
-    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots", "files"]
+    static let workloads = ["cold", "first-byte", "listen", "fetch", "memory", "churn", "project", "roots", "files", "egress"]
 
     static func parse(_ arguments: [String]) throws -> Options {
         var options = Options()
@@ -71,6 +78,8 @@ struct Options {
                       writes the medians to BENCHMARKS.md (not with --smoke or --only).
                       --smoke  one iteration of every workload, nothing written; exits non-zero on any failure.
                       --file-sizes  the sizes the files workload moves, in MiB (default 1,16,64,256).
+                      --rounds  also the egress workload's runs per contender (each: 200 kept-alive GETs,
+                                50 on new connections, 50 lookups, one 64 MiB download).
                     """)
                 exit(0)
             default: throw BenchmarkFailure("unknown argument \(argument) (try --help)")
@@ -88,6 +97,11 @@ struct Options {
             options.otherChurnCycles = 2
             options.fileSizes = [64 << 10]
             options.fileRounds = 1
+            options.egressWarmup = 1
+            options.egressRequests = 5
+            options.egressFresh = 3
+            options.egressLookups = 3
+            options.egressBytes = 64 << 10
         }
         return options
     }
@@ -115,6 +129,9 @@ final class Comparison {
     var rootRows: [[String]] = []
     /// Whole files moved between host and sandbox, one row per size.
     var fileRows: [FileTransferRow] = []
+    /// Egress: the same client direct and through the gateway (`EgressRows`), and what the medians say.
+    var egressRows: [[String]] = []
+    var egressAnalysis: [String] = []
     var goals: [GoalOutcome] = []
     var notes: [String] = []
 

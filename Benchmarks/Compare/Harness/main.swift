@@ -63,6 +63,7 @@ let steps: [(String, () async throws -> Void)] = [
     ("project", comparison.projectStart),
     ("roots", comparison.roots),
     ("files", comparison.fileTransfers),
+    ("egress", comparison.egress),
 ]
 for (name, step) in steps where options.runs(name) {
     let started = monotonicNanos()
@@ -104,6 +105,11 @@ if !comparison.rootRows.isEmpty {
 if !comparison.fileRows.isEmpty {
     print("\nWhole files between host and sandbox (medians of \(options.fileRounds) rounds)")
     print(Format.textTable(header: FileTransferRow.header, rows: comparison.fileRows.map(\.cells)))
+}
+if !comparison.egressRows.isEmpty {
+    print("\nEgress: the same node fetch client direct vs through SecureExec's gateway (medians of \(options.rounds) runs each)")
+    print(Format.textTable(header: EgressRows.header, rows: comparison.egressRows))
+    for line in comparison.egressAnalysis { print("- " + line) }
 }
 print(options.smoke ? "\nGoals (one iteration each: not a measurement)" : "\nGoals")
 for goal in comparison.goals {

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "cphases_host.h"
+#include "cphases_netns.h"
 
 /*
  * The kernel steps of a SecureExec sandbox's creation, done one by one by a
