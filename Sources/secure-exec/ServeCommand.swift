@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SecureExec
+import Synchronization
 
 /// `secure-exec serve`: a dev server, waited for, optionally exposed, kept
 /// running until interrupted.
@@ -151,14 +152,17 @@ struct ServeCommand: AsyncParsableCommand {
 
 /// Reads `--allow-hosts-file` again on SIGHUP and applies it with
 /// `setEgress`; a file that no longer parses keeps the policy in force.
+/// Reloads run one after another, in the order the signals came.
 final class EgressReloader: Sendable {
     private let source: DispatchSourceSignalBox
+    private let chain = ReloadChain()
 
     init(runtime: NodeRuntime, output: EventPrinter, policy: @escaping @Sendable () throws -> EgressPolicy?) {
         signal(SIGHUP, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "secure-exec.reload"))
-        source.setEventHandler {
-            Task {
+        self.source = DispatchSourceSignalBox(source: source)
+        source.setEventHandler { [chain] in
+            chain.append {
                 do {
                     guard let policy = try policy() else { return }
                     try await runtime.setEgress(policy)
@@ -169,10 +173,23 @@ final class EgressReloader: Sendable {
             }
         }
         source.resume()
-        self.source = DispatchSourceSignalBox(source: source)
     }
 
     func stop() { source.source.cancel() }
+}
+
+/// Work run one item after another, in the order appended.
+final class ReloadChain: Sendable {
+    private let last = Mutex<Task<Void, Never>?>(nil)
+
+    func append(_ work: @escaping @Sendable () async -> Void) {
+        last.withLock { previous in
+            previous = Task { [previous] in
+                await previous?.value
+                await work()
+            }
+        }
+    }
 }
 
 /// IP address literals, checked without any lookup.

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -359,6 +361,16 @@ public struct EgressResolver: Sendable, Hashable {
         let found: [IPAddress]
         switch kind {
         case .system:
+            // getaddrinfo cannot be interrupted: against a DNS server that
+            // never answers, each lookup holds a thread for its own timeouts.
+            // A process-wide cap keeps guests' lookups from holding many.
+            guard systemLookups.add(1, ordering: .relaxed).newValue <= maxSystemLookups else {
+                systemLookups.subtract(1, ordering: .relaxed)
+                throw SecureExecError(
+                    .ioFailed, "\(maxSystemLookups) host lookups are already running; \(name) was not looked up",
+                    step: "getaddrinfo")
+            }
+            defer { systemLookups.subtract(1, ordering: .relaxed) }
             found = try await Blocking.run { () throws(SecureExecError) in try systemLookup(name) }
         case .hosts(let table):
             var parsed: [IPAddress] = []
@@ -412,6 +424,9 @@ public struct EgressEvent: Sendable, Hashable, CustomStringConvertible {
         case resolutionFailed
         /// Connecting out from the host failed.
         case upstreamUnreachable
+        /// More refusals of one kind came in a second than are reported; this
+        /// event says how many were left out.
+        case eventsDropped
     }
 
     /// Why it was refused.
@@ -542,6 +557,10 @@ private func egressError(_ message: String) -> SecureExecError {
 // glibc's EAI_NODATA and EAI_ADDRFAMILY (netdb.h), which Swift does not import: they need __USE_GNU.
 private let eaiNoData: Int32 = -5
 private let eaiAddressFamily: Int32 = -9
+
+/// Host lookups running now, in the whole process, and their cap.
+private let systemLookups = Atomic<Int>(0)
+private let maxSystemLookups = 32
 
 /// `getaddrinfo(name, AF_UNSPEC, SOCK_STREAM)`: blocks, so run it through `Blocking`.
 private func systemLookup(_ name: String) throws(SecureExecError) -> [IPAddress] {

@@ -45,6 +45,7 @@ package final class EgressGateway: Sendable {
     /// destination a redirected connection was sent to. The same number for both.
     private static let originalDestination: Int32 = 80
     static let connectTimeout: Duration = .seconds(10)
+    static let hostAddressesAge: Duration = .seconds(30)
 
     /// The sockets made in the sandbox for the gateway (all non-blocking, close-on-exec).
     struct Sockets: Sendable {
@@ -67,6 +68,8 @@ package final class EgressGateway: Sendable {
     private struct State {
         var policy: EgressPolicy
         var hostAddresses: Set<IPAddress>
+        /// When `hostAddresses` was read: interfaces come and go, so it is read again after `hostAddressesAge`.
+        var hostAddressesRead = ContinuousClock.now
         /// Address → the names whose answers held it (newest last, at most
         /// `maxNamesPerPin`), oldest address first in `pinOrder`.
         var pins: [IPAddress: [String]] = [:]
@@ -85,6 +88,8 @@ package final class EgressGateway: Sendable {
     private let state: Mutex<State>
     private let events = EgressEventHub()
     private let queriesInFlight = Atomic<Int>(0)
+    /// Resolver calls not yet returned, answered or not.
+    private let lookupsRunning = Atomic<Int>(0)
     private let updates = Atomic<Int>(0)
     private let outboundFD: Int32
     private let logger: Logger
@@ -254,8 +259,10 @@ package final class EgressGateway: Sendable {
         let revoked = state.withLock { state -> [Outbound] in
             guard sequence > state.appliedUpdate else { return [] }
             state.appliedUpdate = sequence
+            if policy.maxBytes != state.policy.maxBytes { state.byteLimitReported = false }
             state.policy = policy
             state.hostAddresses = hostAddresses
+            state.hostAddressesRead = .now
             var kept: [IPAddress: [String]] = [:]
             for (address, names) in state.pins {
                 let still = names.filter {
@@ -334,7 +341,9 @@ package final class EgressGateway: Sendable {
     /// with nil for a query dropped or left unanswered.
     fileprivate func serve(_ query: [UInt8], reply: @escaping @Sendable ([UInt8]?) -> Void) {
         let (admitted, _) = queriesInFlight.add(1, ordering: .relaxed)
-        guard admitted <= Self.maxQueriesInFlight else {
+        // A lookup past its timeout keeps running (and its thread, for
+        // .system): it counts against the cap until it really ends.
+        guard admitted <= Self.maxQueriesInFlight, lookupsRunning.load(ordering: .relaxed) < Self.maxQueriesInFlight else {
             queriesInFlight.subtract(1, ordering: .relaxed)
             reply(nil)
             return
@@ -351,14 +360,14 @@ package final class EgressGateway: Sendable {
     /// asking), and only addresses the policy allows are answered and pinned.
     func answer(_ message: [UInt8]) async -> [UInt8]? {
         guard let query = DNSMessage.parseQuery(message) else { return DNSMessage.formErr(for: message) }
-        let (policy, hostAddresses) = state.withLock { ($0.policy, $0.hostAddresses) }
+        let (policy, hostAddresses) = await policyAndHostAddresses()
         guard policy.nameAllowed(query.name) else {
             report(.nameNotAllowed, host: query.name, detail: "\(query.name) is not on the egress allow-list")
             return DNSMessage.failure(query, rcode: 3)
         }
         let resolved: [IPAddress]
         do {
-            resolved = try await Self.resolve(query.name, with: policy.resolver)
+            resolved = try await resolve(query.name, with: policy.resolver)
         } catch {
             report(.resolutionFailed, host: query.name, detail: "resolving \(query.name) on the host failed: \(error)")
             return DNSMessage.failure(query, rcode: 2)
@@ -423,6 +432,24 @@ package final class EgressGateway: Sendable {
         return connected == 0 || (errno != ENETUNREACH && errno != EHOSTUNREACH && errno != EADDRNOTAVAIL)
     }
 
+    /// The policy, and the host's addresses, read again when they are older
+    /// than `hostAddressesAge` (a read that finds none keeps the last set).
+    private func policyAndHostAddresses() async -> (EgressPolicy, Set<IPAddress>) {
+        let (policy, known, stale) = state.withLock {
+            ($0.policy, $0.hostAddresses, ContinuousClock.now - $0.hostAddressesRead > Self.hostAddressesAge)
+        }
+        guard stale else { return (policy, known) }
+        let fresh =
+            (try? await Blocking.run { [outboundFD] () throws(SecureExecError) in Self.localAddresses(outboundFD: outboundFD) })
+            ?? []
+        guard !fresh.isEmpty else { return (policy, known) }
+        state.withLock {
+            $0.hostAddresses = fresh
+            $0.hostAddressesRead = .now
+        }
+        return (policy, fresh)
+    }
+
     private static func describe(_ address: IPAddress, _ hostAddresses: Set<IPAddress>) -> String {
         classify(address, hostAddresses: hostAddresses).rawValue
     }
@@ -430,11 +457,14 @@ package final class EgressGateway: Sendable {
     /// The resolver's answer, or an error after `resolveTimeout`. The
     /// resolution is not awaited past that (a `getaddrinfo` cannot be
     /// interrupted; its thread finishes on its own).
-    private static func resolve(_ name: String, with resolver: EgressResolver) async throws -> [IPAddress] {
+    private func resolve(_ name: String, with resolver: EgressResolver) async throws -> [IPAddress] {
         let outcome = FirstOutcome<[IPAddress]>()
+        let timeout = Self.resolveTimeout
         return try await withCheckedThrowingContinuation { continuation in
             outcome.set(continuation)
-            let work = Task {
+            lookupsRunning.add(1, ordering: .relaxed)
+            let work = Task { [self] in
+                defer { lookupsRunning.subtract(1, ordering: .relaxed) }
                 do {
                     outcome.finish(.success(try await resolver.resolve(name)))
                 } catch {
@@ -443,11 +473,11 @@ package final class EgressGateway: Sendable {
             }
             outcome.cancelWhenFinished(
                 Task {
-                    try? await Task.sleep(for: resolveTimeout)
+                    try? await Task.sleep(for: timeout)
                     guard !Task.isCancelled else { return }
                     work.cancel()
                     outcome.finish(
-                        .failure(SecureExecError(.timeout, "no answer within \(resolveTimeout)", step: "egress resolve")))
+                        .failure(SecureExecError(.timeout, "no answer within \(timeout)", step: "egress resolve")))
                 })
         }
     }
@@ -665,9 +695,10 @@ package final class EgressGateway: Sendable {
         _ reason: EgressEvent.Reason, host: String? = nil, address: IPAddress? = nil, port: Int? = nil, detail: String
     ) {
         let event = EgressEvent(reason: reason, host: host, address: address?.description, port: port, detail: detail)
-        guard events.isNew(event) else { return }
-        logger.debug("\(event)")
-        events.publish(event)
+        for admitted in events.admit(event) {
+            logger.debug("\(admitted)")
+            events.publish(admitted)
+        }
     }
 }
 
@@ -717,32 +748,57 @@ package final class EgressEventHub: Sendable {
         var seen: [EgressEvent: ContinuousClock.Instant] = [:]
         var order: [(event: EgressEvent, at: ContinuousClock.Instant)] = []
         var head = 0
+        /// Per reason, events published in the window.
+        var perReason: [EgressEvent.Reason: Int] = [:]
+        /// Left out since the last summary, and when the first of them was.
+        var dropped = 0
+        var droppedSince: ContinuousClock.Instant?
     }
     private let recent = Mutex(Recent())
     static let repeatWindow: Duration = .seconds(1)
-    /// Distinct events published per `repeatWindow`; more are dropped.
+    /// Distinct events of one reason published per `repeatWindow`; more are
+    /// left out and counted in an `.eventsDropped` event. What the host's
+    /// own action or a cap causes (`.revoked`, `.byteLimit`) is never left out.
     package static let maxPerWindow = 100
 
     /// Events remembered from the last window.
     var recentCount: Int { recent.withLock { $0.order.count - $0.head } }
 
-    /// False for an event identical to one published within the last second,
-    /// and for any event past `maxPerWindow` in that second.
-    func isNew(_ event: EgressEvent) -> Bool {
+    /// What to publish for `event`: nothing (a repeat within the window, or
+    /// past its reason's cap), the event, or a summary of the left-out ones
+    /// first and then the event.
+    func admit(_ event: EgressEvent) -> [EgressEvent] {
         let now = ContinuousClock.now
         return recent.withLock { recent in
             while recent.head < recent.order.count, now - recent.order[recent.head].at >= Self.repeatWindow {
-                recent.seen[recent.order[recent.head].event] = nil
+                let old = recent.order[recent.head].event
+                recent.seen[old] = nil
+                recent.perReason[old.reason, default: 1] -= 1
                 recent.head += 1
             }
             if recent.head > 1024, recent.head * 2 > recent.order.count {
                 recent.order.removeFirst(recent.head)
                 recent.head = 0
             }
-            guard recent.seen[event] == nil, recent.order.count - recent.head < Self.maxPerWindow else { return false }
+            guard recent.seen[event] == nil else { return [] }
+            let exempt = event.reason == .revoked || event.reason == .byteLimit
+            if !exempt, recent.perReason[event.reason, default: 0] >= Self.maxPerWindow {
+                recent.dropped += 1
+                if recent.droppedSince == nil { recent.droppedSince = now }
+                return []
+            }
             recent.seen[event] = now
             recent.order.append((event, now))
-            return true
+            recent.perReason[event.reason, default: 0] += 1
+            guard recent.dropped > 0, let since = recent.droppedSince, now - since >= Self.repeatWindow || exempt else {
+                return [event]
+            }
+            let summary = EgressEvent(
+                reason: .eventsDropped, host: nil, address: nil, port: nil,
+                detail: "\(recent.dropped) refusals were not reported (more than \(Self.maxPerWindow) of one kind in a second)")
+            recent.dropped = 0
+            recent.droppedSince = nil
+            return [summary, event]
         }
     }
 

@@ -201,5 +201,22 @@ package func namesSpecialSpace(_ network: IPNetwork, hostAddresses: Set<IPAddres
     }
     guard let low = IPAddress(bytes: first), let high = IPAddress(bytes: last) else { return false }
     let lowClass = classify(low, hostAddresses: hostAddresses)
-    return lowClass != .publicAddress && lowClass == classify(high, hostAddresses: hostAddresses)
+    guard lowClass != .publicAddress, lowClass == classify(high, hostAddresses: hostAddresses) else { return false }
+    // IPv6 outside 2000::/3 is reserved, but the blocks that embed an IPv4
+    // address inside it take that address's class: a network reaching into
+    // one (and not lying wholly inside it) spans more than one kind.
+    guard !network.address.isIPv4 else { return true }
+    return embeddingIPv4Blocks.allSatisfy { block in
+        let shorter = min(block.bits, network.prefixLength)
+        let overlaps = first.hasBitPrefix(block.prefix, bits: shorter)
+        return !overlaps || network.prefixLength >= block.bits
+    }
 }
+
+/// IPv6 blocks classified by the IPv4 address they carry (see `classifyIPv6`).
+private let embeddingIPv4Blocks: [(prefix: [UInt8], bits: Int)] = [
+    ([UInt8](repeating: 0, count: 10) + [0xFF, 0xFF], 96),
+    ([UInt8](repeating: 0, count: 12), 96),
+    ([0x00, 0x64, 0xFF, 0x9B] + [UInt8](repeating: 0, count: 8), 96),
+    ([0x20, 0x02], 16),
+]
