@@ -31,6 +31,7 @@ let package = Package(
         // listeners, the nftables redirect to them (libnftnl) and the routes (libmnl).
         .target(
             name: "CEgress",
+            dependencies: ["CNamespaces"],
             path: "Sources/CEgress",
             cSettings: strictC,
             linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]

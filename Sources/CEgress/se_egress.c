@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
 #include "se_egress.h"
-#include "se_netns_thread.h"
+#include "../CNamespaces/se_netns_thread.h"
 #include "se_nftables.h"
 #include "se_rtnetlink.h"
 #include "../CNamespaces/se_cleanup.h"

@@ -28,18 +28,6 @@ struct CLILifecycleTests {
         require("node:http").createServer((req, res) => res.end("served")).listen(3000, "127.0.0.1");
         """
 
-    /// Starts the CLI and runs `body` with it; whatever happens, the CLI is
-    /// killed afterwards if it still runs, and the cgroups a killed CLI
-    /// could not remove are removed.
-    func withCLI<T>(_ arguments: [String], _ body: (HostProgram) async throws -> T) async throws -> T {
-        let program = try HostProgram(Self.cli, arguments: arguments)
-        defer {
-            program.stop()
-            HostCensus.removeCgroups(ofSupervisors: [program.pid])
-        }
-        return try await body(program)
-    }
-
     /// Runs `body` with the path of `stubbornServer` written to a fresh host directory, removed afterwards.
     func withStubbornServer<T>(_ body: (String) async throws -> T) async throws -> T {
         try await withHostDirectory { directory in
@@ -52,7 +40,7 @@ struct CLILifecycleTests {
 
     @Test("run: one SIGINT ends a guest that ignores SIGTERM (SIGKILL after the grace) and says so")
     func runStubbornGuest() async throws {
-        try await withCLI(["run", "-e", Self.stubbornGuest]) { program in
+        try await withCLI(Self.cli, ["run", "-e", Self.stubbornGuest]) { program in
             try await program.stdout.waitUntilContains("ready", timeout: .seconds(30))
             kill(program.pid, SIGINT)
             // 1 s of grace plus a generous margin.
@@ -66,7 +54,7 @@ struct CLILifecycleTests {
     @Test("serve: one SIGINT ends a server that ignores SIGTERM, exits 0, removes the sandbox")
     func serveStubbornServer() async throws {
         try await withStubbornServer { server in
-            try await withCLI(["serve", server, "--port", "3000"]) { program in
+            try await withCLI(Self.cli, ["serve", server, "--port", "3000"]) { program in
                 try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))
                 let sandbox = HostCensus.children(of: program.pid).filter(\.isSandboxInit)
                 #expect(sandbox.count == 1)
@@ -84,7 +72,7 @@ struct CLILifecycleTests {
     @Test("serve --json: SIGTERM with --grace 200ms ends with an exited event that says why")
     func serveJSONEnding() async throws {
         try await withStubbornServer { server in
-            try await withCLI(["serve", server, "--port", "3000", "--grace", "200ms", "--json"]) { program in
+            try await withCLI(Self.cli, ["serve", server, "--port", "3000", "--grace", "200ms", "--json"]) { program in
                 try await program.stdout.waitUntilContains("\"listening\"", timeout: .seconds(30))
                 kill(program.pid, SIGTERM)
                 let (status, _) = try await program.waitForExit(timeout: .seconds(10))
@@ -106,7 +94,7 @@ struct CLILifecycleTests {
             setInterval(() => {}, 1000);
             console.log("ready");
             """
-        try await withCLI(["run", "-e", guest]) { program in
+        try await withCLI(Self.cli, ["run", "-e", guest]) { program in
             try await program.stdout.waitUntilContains("ready", timeout: .seconds(30))
             kill(program.pid, SIGINT)
             let (status, _) = try await program.waitForExit(timeout: .seconds(10))
@@ -122,7 +110,7 @@ struct CLILifecycleTests {
             let arguments = command == "run"
                 ? ["run", "--grace", "1h", "-e", Self.stubbornGuest]
                 : ["serve", server, "--port", "3000", "--grace", "1h"]
-            try await withCLI(arguments) { program in
+            try await withCLI(Self.cli, arguments) { program in
                 try await (command == "run" ? program.stdout : program.stderr)
                     .waitUntilContains("ready", timeout: .seconds(30))
                 kill(program.pid, SIGINT)

@@ -127,3 +127,17 @@ private final class PendingEvents: Sendable {
         if remaining.withLock({ $0 -= 1; return $0 == 0 }) { action() }
     }
 }
+
+/// Starts the CLI at `cli` with `arguments` and runs `body` with it; whatever
+/// happens, the CLI is killed afterwards if it still runs, and the cgroups a
+/// killed CLI could not remove are removed.
+public func withCLI<T>(
+    _ cli: String, _ arguments: [String], _ body: (HostProgram) async throws -> T
+) async throws -> T {
+    let program = try HostProgram(cli, arguments: arguments)
+    defer {
+        program.stop()
+        HostCensus.removeCgroups(ofSupervisors: [program.pid])
+    }
+    return try await body(program)
+}

@@ -54,21 +54,10 @@ struct EgressCLITests {
     /// Runs the CLI to completion; the process is killed and its sandbox's
     /// cgroups removed afterwards, whatever happens.
     func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-        try await withCLI(arguments) { program in
+        try await withCLI(Self.cli, arguments) { program in
             let (status, _) = try await program.waitForExit(timeout: .seconds(60))
             return (status, program.stdout.text, program.stderr.text)
         }
-    }
-
-    /// Starts the CLI and runs `body` with it; afterwards the CLI is killed if
-    /// it still runs and the cgroups a killed CLI could not remove are removed.
-    func withCLI<T>(_ arguments: [String], _ body: (HostProgram) async throws -> T) async throws -> T {
-        let program = try HostProgram(Self.cli, arguments: arguments)
-        defer {
-            program.stop()
-            HostCensus.removeCgroups(ofSupervisors: [program.pid])
-        }
-        return try await body(program)
     }
 
     /// The denial lines of a text-mode stderr, without the prefix.
@@ -304,7 +293,7 @@ struct EgressCLITests {
             let server = directory + "/server.js"
             try HostFiles.write(file, "10.1.2.3:8443  # localhost is not allowed yet\n")
             try HostFiles.write(server, Self.askingServer)
-            try await withCLI([
+            try await withCLI(Self.cli, [
                 "serve", server, "--port", "3000", "--allow-hosts-file", file, "--allow-host", "192.0.2.7:8443",
             ]) { program in
                 try await program.stderr.waitUntilContains("ready", timeout: .seconds(30))

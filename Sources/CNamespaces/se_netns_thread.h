@@ -1,6 +1,6 @@
 /*
  * Running code inside a network namespace without moving any of the caller's
- * threads there. Private to CEgress.
+ * threads there. Used by CNamespaces (dialing into a sandbox) and CEgress.
  */
 #ifndef SE_NETNS_THREAD_H
 #define SE_NETNS_THREAD_H
