@@ -77,6 +77,8 @@ package final class EgressGateway: Sendable {
         /// The last `setEgress` applied (a later call wins, whatever order they finish in).
         var appliedUpdate = 0
         var refusing = 0
+        /// Whether the outbound side had a route to an address, and when that was checked.
+        var routes: [IPAddress: (Bool, ContinuousClock.Instant)] = [:]
         var connections: [ObjectIdentifier: Outbound] = [:]
         var bytes = 0
         var byteLimitReported = false
@@ -408,12 +410,28 @@ package final class EgressGateway: Sendable {
 
     /// The addresses the outbound side has a route to: a UDP socket's
     /// connect looks the route up and sends nothing.
+    /// Answers are remembered for `hostAddressesAge`, so a name looked up
+    /// again (every new connection, for node) costs no thread hop.
     private func routableAddresses(_ addresses: [IPAddress]) async -> Set<IPAddress> {
-        guard !addresses.isEmpty else { return [] }
-        let found = try? await Blocking.run { [outboundFD] () throws(SecureExecError) -> Set<IPAddress> in
-            Set(addresses.filter { Self.hasRoute(to: $0, outboundFD: outboundFD) })
+        let now = ContinuousClock.now
+        var known = Set<IPAddress>()
+        let unknown = state.withLock { state in
+            addresses.filter { address in
+                guard let (routable, at) = state.routes[address], now - at < Self.hostAddressesAge else { return true }
+                if routable { known.insert(address) }
+                return false
+            }
         }
-        return found ?? Set(addresses)
+        guard !unknown.isEmpty else { return known }
+        let found = try? await Blocking.run { [outboundFD] () throws(SecureExecError) -> Set<IPAddress> in
+            Set(unknown.filter { Self.hasRoute(to: $0, outboundFD: outboundFD) })
+        }
+        guard let found else { return known.union(unknown) }
+        state.withLock { state in
+            if state.routes.count > Self.maxPins { state.routes = [:] }
+            for address in unknown { state.routes[address] = (found.contains(address), now) }
+        }
+        return known.union(found)
     }
 
     private static func hasRoute(to address: IPAddress, outboundFD: Int32) -> Bool {
