@@ -7,15 +7,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
-
-/* From linux/netfilter_ipv6/ip6_tables.h, whose other contents clash with glibc's headers. */
-#ifndef IP6T_SO_ORIGINAL_DST
-#define IP6T_SO_ORIGINAL_DST 80
-#endif
 
 enum { DNS_PORT = 53, BACKLOG = 1024, PORT_ATTEMPTS = 16 };
 
@@ -146,29 +140,4 @@ int se_egress_prepare(int netns_fd, struct se_egress_sockets *out, const char **
     if (se_run_in_netns(SE_NETNS_JOIN, netns_fd, prepare_in_namespace, &sockets, step) < 0) return -1;
     *out = sockets;
     return 0;
-}
-
-int se_original_destination(int fd, struct sockaddr_storage *out, socklen_t *length) {
-    int domain;
-    socklen_t domain_length = sizeof domain;
-    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &domain_length) != 0) return -1;
-    memset(out, 0, sizeof *out);
-    if (domain == AF_INET) {
-        struct sockaddr_in address;
-        socklen_t size = sizeof address;
-        if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &address, &size) != 0) return -1;
-        memcpy(out, &address, sizeof address);
-        *length = sizeof address;
-        return 0;
-    }
-    if (domain == AF_INET6) {
-        struct sockaddr_in6 address;
-        socklen_t size = sizeof address;
-        if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &address, &size) != 0) return -1;
-        memcpy(out, &address, sizeof address);
-        *length = sizeof address;
-        return 0;
-    }
-    errno = EAFNOSUPPORT;
-    return -1;
 }

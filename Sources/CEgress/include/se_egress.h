@@ -48,16 +48,6 @@ struct se_egress_sockets {
 int se_egress_prepare(int netns_fd, struct se_egress_sockets *_Nonnull out, const char *_Nullable *_Nonnull step);
 
 /*
- * The destination a redirected connection (an accepted socket) was
- * originally sent to: SO_ORIGINAL_DST (SOL_IP) for an AF_INET socket,
- * IP6T_SO_ORIGINAL_DST (SOL_IPV6) for AF_INET6. Fills *out and *length and
- * returns 0, or -1 with errno (ENOENT: conntrack knows no such connection).
- * A connection made straight to the listener's own address reports that
- * address: callers refuse loopback destinations.
- */
-int se_original_destination(int fd, struct sockaddr_storage *_Nonnull out, socklen_t *_Nonnull length);
-
-/*
  * socket(domain, type | SOCK_CLOEXEC, protocol) made inside netns_fd.
  * Returns the socket, or -1 with errno and *step.
  */
