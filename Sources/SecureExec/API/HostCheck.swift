@@ -80,8 +80,36 @@ extension NodeRuntime {
             } catch {
                 checks.append(HostReport.Check(name: "sandbox", ok: false, required: true, detail: "\(error)", fix: nil))
             }
+            if checks.last?.ok == true { checks.append(await HostReport.egressCheck(limits: limits, node: node)) }
         }
         return HostReport(checks: checks, nodeVersion: version, nodePath: path)
+    }
+}
+
+extension HostReport {
+    /// Egress (`.allow(egress:)`): a sandbox with an empty policy, whose guest
+    /// asks the sandbox's DNS for a name and must be refused. Not required:
+    /// only runtimes with egress need nf_tables and IPv6.
+    static func egressCheck(limits: Limits, node: String?) async -> Check {
+        let fix = "egress needs nf_tables with NAT and redirect (CONFIG_NF_TABLES, CONFIG_NFT_NAT, CONFIG_NFT_REDIR) and IPv6 in the kernel"
+        do {
+            let result = try await withNodeRuntime(
+                permissions: Permissions(network: .allow(egress: EgressPolicy())), limits: limits, node: node
+            ) { runtime in
+                try await runtime.exec(
+                    "require('dns').promises.lookup('check.invalid').then(() => 'resolved', (e) => e.code).then((c) => process.stdout.write(c))",
+                    timeout: .seconds(20))
+            }
+            let ok = result.exitCode == 0 && result.stdoutText == "ENOTFOUND"
+            return Check(
+                name: "egress", ok: ok, required: false,
+                detail: ok
+                    ? "the sandbox's DNS refused a name no rule allows"
+                    : "a guest's lookup gave \(result.stdoutText.debugDescription): \(result.stderrText.suffix(300))",
+                fix: ok ? nil : fix)
+        } catch {
+            return Check(name: "egress", ok: false, required: false, detail: "\(error)", fix: fix)
+        }
     }
 }
 
