@@ -344,6 +344,35 @@ struct EgressTests {
         #expect(out.line == #"{"viaOwnServer":["203.0.113.10"],"v6":"plain-v6"}"#, "\(out)")
     }
 
+    @Test("with egress, the host still reaches a guest's server (fetch, expose), and the guest's own loopback stays its own")
+    func serverStillReachable() async throws {
+        let upstreams = try await EgressUpstreams()
+        defer { upstreams.stop() }
+        try await withEgress(upstreams, allow: ["api.upstream.test"]) { runtime, _ in
+            let server = try await runtime.startGuest(
+                """
+                const http = require('node:http');
+                http.createServer(async (request, response) => {
+                  // The server calls out (egress) and into itself (its own loopback) for each request.
+                  const upstream = (await (await fetch('http://api.upstream.test/')).json()).server;
+                  const self = request.url === '/outer'
+                    ? await (await fetch('http://127.0.0.1:3000/inner')).text() : 'inner';
+                  response.end(`${upstream} ${self}`);
+                }).listen(3000, () => console.log('listening'));
+                """)
+            try await server.stdout.waitUntilContains("listening")
+            let page = try await runtime.fetch(3000, path: "/outer", timeout: .seconds(10))
+            #expect(page.bodyText == "plain plain inner", "\(page)")
+            let exposed = try await runtime.expose(3000)
+            let client = try await HostSocket.connect(port: exposed.port)
+            defer { client.close() }
+            try await client.send("GET /outer HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            let response = String(decoding: try await client.receive(through: "inner"), as: UTF8.self)
+            #expect(response.hasPrefix("HTTP/1.1 200") && response.hasSuffix("plain plain inner"), "\(response)")
+            await exposed.close()
+        }
+    }
+
     @Test("dispose closes every outbound connection and the gateway")
     func disposeClosesEverything() async throws {
         let upstreams = try await EgressUpstreams()
