@@ -19,27 +19,11 @@ package struct NetnsDialer: Sendable {
     /// Connects to `host` (an IPv4 or IPv6 literal) and `port` in the sandbox.
     /// Returns a connected, non-blocking, close-on-exec socket the caller owns.
     package func connect(host: String, port: Int, timeout: Duration) async throws(SecureExecError) -> Int32 {
-        var storage = sockaddr_storage()
-        let length: socklen_t
-        if host.contains(":") {
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = in_port_t(UInt16(port).bigEndian)
-            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else {
-                throw SecureExecError(.invalidArgument, "\(host) is not an IPv6 address", step: "dial")
-            }
-            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in6.self) }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        } else {
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-                throw SecureExecError(.invalidArgument, "\(host) is not an IPv4 address", step: "dial")
-            }
-            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in.self) }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        guard let address = IPAddress(host) else {
+            throw SecureExecError(.invalidArgument, "\(host) is not an IP address", step: "dial")
         }
+        var storage = sockaddr_storage()
+        let length = address.socketAddress(port: port, into: &storage)
 
         var inProgress: Int32 = 0
         var step: UnsafePointer<CChar>? = nil
